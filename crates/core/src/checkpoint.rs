@@ -1,0 +1,348 @@
+//! Sandbox checkpoints in cri-dockerd's on-disk format.
+//!
+//! cri-dockerd keeps one JSON file per sandbox under `<root>/sandbox/<id>` so
+//! that it can tear down the network of a pod whose pause container is gone.
+//! The `checksum` is the kubelet checkpoint manager's: FNV-32a over the go-spew
+//! `%#v` rendering of the Go `core.CheckpointData` value. Reproducing that
+//! rendering byte for byte is what lets cri-dockerd and this shim read each
+//! other's checkpoints.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const SCHEMA_VERSION: &str = "v1";
+pub const CHECKPOINT_DIR: &str = "sandbox";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub container_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub host_port: Option<i32>,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub host_ip: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointData {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub port_mappings: Option<Vec<PortMapping>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub host_network: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSandboxCheckpoint {
+    pub version: String,
+    pub name: String,
+    pub namespace: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub data: Option<CheckpointData>,
+    pub checksum: u64,
+}
+
+impl CheckpointData {
+    /// The go-spew `%#v` rendering of cri-dockerd's `core.CheckpointData`
+    /// (port mappings are `*config.PortMapping`). Go's json.Marshal leaves an
+    /// empty slice out, so an empty list renders as the nil slice.
+    pub fn spew(&self) -> String {
+        let mut out = String::from("(core.CheckpointData){PortMappings:([]*config.PortMapping)");
+        match self.port_mappings.as_deref() {
+            None | Some([]) => out.push_str("<nil>"),
+            Some(mappings) => {
+                out.push('[');
+                for (i, pm) in mappings.iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str("<*>{Protocol:(*config.Protocol)");
+                    spew_opt(&mut out, pm.protocol.as_deref());
+                    out.push_str(" ContainerPort:(*int32)");
+                    spew_opt(&mut out, pm.container_port);
+                    out.push_str(" HostPort:(*int32)");
+                    spew_opt(&mut out, pm.host_port);
+                    let _ = write!(out, " HostIP:(string){}}}", pm.host_ip);
+                }
+                out.push(']');
+            }
+        }
+        let _ = write!(out, " HostNetwork:(bool){}}}", self.host_network);
+        out
+    }
+
+    pub fn checksum(&self) -> u64 {
+        u64::from(fnv1a_32(self.spew().as_bytes()))
+    }
+}
+
+fn spew_opt<T: std::fmt::Display>(out: &mut String, value: Option<T>) {
+    match value {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("<nil>"),
+    }
+}
+
+fn fnv1a_32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |hash, b| {
+        (hash ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+impl PodSandboxCheckpoint {
+    pub fn new(namespace: &str, name: &str, data: CheckpointData) -> Self {
+        let checksum = data.checksum();
+        Self {
+            version: SCHEMA_VERSION.to_string(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            data: Some(data),
+            checksum,
+        }
+    }
+
+    pub fn data(&self) -> CheckpointData {
+        self.data.clone().unwrap_or_default()
+    }
+
+    /// Parses a checkpoint file and verifies its checksum.
+    pub fn decode(blob: &[u8]) -> std::result::Result<Self, CheckpointError> {
+        let checkpoint: PodSandboxCheckpoint =
+            serde_json::from_slice(blob).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+        let data = checkpoint.data.as_ref().ok_or(CheckpointError::Malformed(
+            "the checkpoint has no data".into(),
+        ))?;
+        let actual = data.checksum();
+        if actual != checkpoint.checksum {
+            return Err(CheckpointError::Checksum {
+                expected: checkpoint.checksum,
+                actual,
+            });
+        }
+        Ok(checkpoint)
+    }
+
+    /// Go's encoding/json output for the same value (field order, omitted
+    /// empties), so the file reads the same whichever runtime wrote it.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("checkpoint serialisation cannot fail")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CheckpointError {
+    #[error("checkpoint is corrupted: {0}")]
+    Malformed(String),
+    #[error("checkpoint is corrupted: checksum {actual} does not match the recorded {expected}")]
+    Checksum { expected: u64, actual: u64 },
+}
+
+/// The `<root>/sandbox` directory.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+}
+
+impl CheckpointStore {
+    pub fn open(root: &Path) -> Result<Self> {
+        let dir = root.join(CHECKPOINT_DIR);
+        std::fs::create_dir_all(&dir)
+            .map_err(Error::io(format!("creating {}", dir.display())))?;
+        Ok(Self { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, sandbox_id: &str) -> Result<PathBuf> {
+        if sandbox_id.is_empty()
+            || sandbox_id.starts_with('.')
+            || sandbox_id.contains('/')
+        {
+            return Err(Error::InvalidArgument(format!(
+                "invalid sandbox id {sandbox_id:?}"
+            )));
+        }
+        Ok(self.dir.join(sandbox_id))
+    }
+
+    /// Writes through a temporary file and a rename, as the kubelet's file
+    /// store does, so a crash never leaves a half-written checkpoint.
+    pub fn write(&self, sandbox_id: &str, checkpoint: &PodSandboxCheckpoint) -> Result<()> {
+        let path = self.path(sandbox_id)?;
+        let tmp = self.dir.join(format!(".{sandbox_id}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&checkpoint.encode())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Io {
+                context: format!("writing checkpoint {}", path.display()),
+                source: e,
+            }
+        })
+    }
+
+    /// `Ok(None)` when there is no checkpoint; `Err` when it exists but cannot
+    /// be trusted.
+    pub fn read(&self, sandbox_id: &str) -> Result<Option<PodSandboxCheckpoint>> {
+        let path = self.path(sandbox_id)?;
+        let blob = match std::fs::read(&path) {
+            Ok(blob) => blob,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()))(e)),
+        };
+        PodSandboxCheckpoint::decode(&blob)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))
+    }
+
+    pub fn remove(&self, sandbox_id: &str) -> Result<()> {
+        let path = self.path(sandbox_id)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", path.display()))(e)),
+        }
+    }
+
+    /// Every sandbox id with a checkpoint file, whether or not it parses.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(Error::io(format!("listing {}", self.dir.display())))?;
+        let mut ids = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                ids.push(name);
+            }
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(id: &str) -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/cri-dockerd-v0.3.21/checkpoints")
+            .join(id);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    const POD_NETWORK: &str = "0bd9a3e1aa0a4af38b26f9145eed996cf0973b65c23c977cddf8bf3c117e4cdb";
+    const HOST_NETWORK: &str = "d09f6eda847d71af3c29c7485caa2ed2e07d17b58af1859c69649eebe0495b5c";
+
+    fn pod_network_data() -> CheckpointData {
+        CheckpointData {
+            port_mappings: Some(vec![
+                PortMapping {
+                    protocol: Some("tcp".into()),
+                    container_port: Some(80),
+                    host_port: Some(18080),
+                    host_ip: String::new(),
+                },
+                PortMapping {
+                    protocol: Some("udp".into()),
+                    container_port: Some(53),
+                    host_port: Some(18053),
+                    host_ip: "127.0.0.1".into(),
+                },
+            ]),
+            host_network: false,
+        }
+    }
+
+    #[test]
+    fn reference_checkpoints_parse_and_verify() {
+        let cp = PodSandboxCheckpoint::decode(&reference(POD_NETWORK)).unwrap();
+        assert_eq!((cp.name.as_str(), cp.namespace.as_str()), ("web", "demo"));
+        assert_eq!(cp.data(), pod_network_data());
+        assert_eq!(cp.checksum, 2119816884);
+
+        let cp = PodSandboxCheckpoint::decode(&reference(HOST_NETWORK)).unwrap();
+        assert!(cp.data().host_network);
+        assert_eq!(cp.checksum, 12315789);
+    }
+
+    #[test]
+    fn same_data_encodes_to_the_reference_bytes() {
+        let ours = PodSandboxCheckpoint::new("demo", "web", pod_network_data());
+        assert_eq!(ours.encode(), reference(POD_NETWORK));
+        let host = CheckpointData {
+            port_mappings: None,
+            host_network: true,
+        };
+        let ours = PodSandboxCheckpoint::new("kube-system", "hostpod", host);
+        assert_eq!(ours.encode(), reference(HOST_NETWORK));
+    }
+
+    #[test]
+    fn spew_rendering_matches_go() {
+        assert_eq!(
+            CheckpointData::default().spew(),
+            "(core.CheckpointData){PortMappings:([]*config.PortMapping)<nil> HostNetwork:(bool)false}"
+        );
+        let data = CheckpointData {
+            port_mappings: Some(vec![PortMapping {
+                protocol: None,
+                container_port: Some(80),
+                host_port: None,
+                host_ip: String::new(),
+            }]),
+            host_network: false,
+        };
+        assert_eq!(
+            data.spew(),
+            "(core.CheckpointData){PortMappings:([]*config.PortMapping)[<*>{Protocol:(*config.Protocol)<nil> ContainerPort:(*int32)80 HostPort:(*int32)<nil> HostIP:(string)}] HostNetwork:(bool)false}"
+        );
+    }
+
+    #[test]
+    fn corrupt_and_truncated_checkpoints_are_rejected() {
+        let good = reference(POD_NETWORK);
+        let truncated = &good[..good.len() / 2];
+        assert!(matches!(
+            PodSandboxCheckpoint::decode(truncated),
+            Err(CheckpointError::Malformed(_))
+        ));
+        let tampered = String::from_utf8(good.clone())
+            .unwrap()
+            .replace("18080", "18081");
+        assert!(matches!(
+            PodSandboxCheckpoint::decode(tampered.as_bytes()),
+            Err(CheckpointError::Checksum { .. })
+        ));
+        assert!(PodSandboxCheckpoint::decode(b"{\"version\":\"v1\",\"name\":\"a\",\"namespace\":\"b\",\"checksum\":1}").is_err());
+    }
+
+    #[test]
+    fn store_round_trip_and_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let cp = PodSandboxCheckpoint::new("demo", "web", pod_network_data());
+        store.write("abc", &cp).unwrap();
+        assert_eq!(store.read("abc").unwrap(), Some(cp));
+        assert_eq!(store.list().unwrap(), vec!["abc".to_string()]);
+        std::fs::write(store.dir().join("bad"), b"{").unwrap();
+        assert!(store.read("bad").is_err());
+        store.remove("abc").unwrap();
+        store.remove("abc").unwrap();
+        assert_eq!(store.read("abc").unwrap(), None);
+        assert!(store.read("../etc").is_err());
+    }
+}
