@@ -26,7 +26,11 @@ pub struct CachedAttachment {
     pub network_name: String,
     #[serde(rename = "cniArgs", skip_serializing_if = "Vec::is_empty", default)]
     pub cni_args: Vec<(String, String)>,
-    #[serde(rename = "capabilityArgs", skip_serializing_if = "serde_json::Map::is_empty", default)]
+    #[serde(
+        rename = "capabilityArgs",
+        skip_serializing_if = "serde_json::Map::is_empty",
+        default
+    )]
     pub capability_args: serde_json::Map<String, Value>,
     #[serde(rename = "result", skip_serializing_if = "Option::is_none", default)]
     pub result: Option<Value>,
@@ -79,7 +83,12 @@ impl ResultCache {
             .map_err(Error::io(format!("writing {}", path.display())))
     }
 
-    pub fn read(&self, network: &str, container_id: &str, ifname: &str) -> Option<CachedAttachment> {
+    pub fn read(
+        &self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> Option<CachedAttachment> {
         let path = self.path(network, container_id, ifname);
         let bytes = std::fs::read(&path).ok()?;
         match serde_json::from_slice::<CachedAttachment>(&bytes) {
@@ -97,10 +106,10 @@ impl ResultCache {
 
     pub fn remove(&self, network: &str, container_id: &str, ifname: &str) {
         let path = self.path(network, container_id, ifname);
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %path.display(), error = %e, "could not remove CNI cache entry");
-            }
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove CNI cache entry");
         }
     }
 
@@ -168,7 +177,10 @@ mod tests {
             let entry: CachedAttachment = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(entry.network_name, network);
             assert_eq!(entry.container_id, ID);
-            assert_eq!(entry.cni_args[0], ("IgnoreUnknown".to_string(), "1".to_string()));
+            assert_eq!(
+                entry.cni_args[0],
+                ("IgnoreUnknown".to_string(), "1".to_string())
+            );
             // Go writes struct fields in declaration order and maps sorted;
             // the document, not the key order inside port mappings, matters.
             let ours: Value = serde_json::from_slice(&serde_json::to_vec(&entry).unwrap()).unwrap();

@@ -3,7 +3,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no valid CNI network config found in {dir}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
-    NoNetwork { dir: PathBuf, detail: Option<String> },
+    NoNetwork {
+        dir: PathBuf,
+        detail: Option<String>,
+    },
     #[error("invalid CNI config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
     #[error("CNI plugin {plugin:?} not found in {dirs}")]

@@ -80,10 +80,11 @@ impl PluginRunner {
         rt: &RuntimeConf,
     ) -> Result<Option<Value>, Error> {
         let plugin_type = &list.plugins[index].plugin_type;
-        let path = find_plugin(plugin_type, &self.bin_dirs).ok_or_else(|| Error::PluginNotFound {
-            plugin: plugin_type.clone(),
-            dirs: self.cni_path(),
-        })?;
+        let path =
+            find_plugin(plugin_type, &self.bin_dirs).ok_or_else(|| Error::PluginNotFound {
+                plugin: plugin_type.clone(),
+                dirs: self.cni_path(),
+            })?;
         let stdin = list.plugin_config(index, prev_result, &rt.capability_args);
         tracing::debug!(
             plugin = %plugin_type,
@@ -92,7 +93,9 @@ impl PluginRunner {
             container_id = %rt.container_id,
             "running CNI plugin"
         );
-        let output = self.exec(&path, command, &stdin, rt, list, plugin_type).await?;
+        let output = self
+            .exec(&path, command, &stdin, rt, list, plugin_type)
+            .await?;
         if command == Command::Del {
             return Ok(None);
         }
@@ -205,7 +208,8 @@ mod tests {
 
     fn list(plugin: &str) -> NetworkConfigList {
         NetworkConfigList::from_list_bytes(
-            format!(r#"{{"cniVersion":"1.0.0","name":"n","plugins":[{{"type":"{plugin}"}}]}}"#).as_bytes(),
+            format!(r#"{{"cniVersion":"1.0.0","name":"n","plugins":[{{"type":"{plugin}"}}]}}"#)
+                .as_bytes(),
             None,
         )
         .unwrap()
@@ -216,7 +220,10 @@ mod tests {
             container_id: "c1".into(),
             netns: "/proc/1/ns/net".into(),
             ifname: "eth0".into(),
-            args: vec![("IgnoreUnknown".into(), "1".into()), ("K8S_POD_NAME".into(), "p".into())],
+            args: vec![
+                ("IgnoreUnknown".into(), "1".into()),
+                ("K8S_POD_NAME".into(), "p".into()),
+            ],
             capability_args: Default::default(),
         }
     }
@@ -229,33 +236,67 @@ mod tests {
             "echoenv",
             r#"cat > "$(dirname "$0")/stdin"; echo "{\"cniVersion\":\"1.0.0\",\"ips\":[{\"address\":\"10.9.9.9/24\"}],\"env\":\"$CNI_COMMAND|$CNI_CONTAINERID|$CNI_NETNS|$CNI_IFNAME|$CNI_ARGS|$CNI_PATH\"}""#,
         );
-        let runner = PluginRunner { bin_dirs: vec![dir.path().into()], timeout: Duration::from_secs(10) };
-        let out = runner.run(Command::Add, &list("echoenv"), 0, None, &rt()).await.unwrap().unwrap();
+        let runner = PluginRunner {
+            bin_dirs: vec![dir.path().into()],
+            timeout: Duration::from_secs(10),
+        };
+        let out = runner
+            .run(Command::Add, &list("echoenv"), 0, None, &rt())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             out["env"],
-            format!("ADD|c1|/proc/1/ns/net|eth0|IgnoreUnknown=1;K8S_POD_NAME=p|{}", dir.path().display())
+            format!(
+                "ADD|c1|/proc/1/ns/net|eth0|IgnoreUnknown=1;K8S_POD_NAME=p|{}",
+                dir.path().display()
+            )
         );
-        let stdin: Value = serde_json::from_slice(&std::fs::read(dir.path().join("stdin")).unwrap()).unwrap();
+        let stdin: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("stdin")).unwrap()).unwrap();
         assert_eq!(stdin["name"], "n");
     }
 
     #[tokio::test]
     async fn plugin_errors_carry_the_plugin_message() {
         let dir = tempfile::tempdir().unwrap();
-        script(dir.path(), "fail", r#"echo '{"cniVersion":"1.0.0","code":11,"msg":"failed to allocate","details":"range full"}'; exit 1"#);
-        let runner = PluginRunner { bin_dirs: vec![dir.path().into()], timeout: Duration::from_secs(10) };
-        let err = runner.run(Command::Add, &list("fail"), 0, None, &rt()).await.unwrap_err().to_string();
-        assert!(err.contains("failed to allocate; range full (code 11)"), "{err}");
+        script(
+            dir.path(),
+            "fail",
+            r#"echo '{"cniVersion":"1.0.0","code":11,"msg":"failed to allocate","details":"range full"}'; exit 1"#,
+        );
+        let runner = PluginRunner {
+            bin_dirs: vec![dir.path().into()],
+            timeout: Duration::from_secs(10),
+        };
+        let err = runner
+            .run(Command::Add, &list("fail"), 0, None, &rt())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("failed to allocate; range full (code 11)"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn slow_plugins_time_out_and_missing_ones_are_named() {
         let dir = tempfile::tempdir().unwrap();
         script(dir.path(), "slow", "sleep 5");
-        let runner = PluginRunner { bin_dirs: vec![dir.path().into()], timeout: Duration::from_millis(200) };
-        let err = runner.run(Command::Del, &list("slow"), 0, None, &rt()).await.unwrap_err();
+        let runner = PluginRunner {
+            bin_dirs: vec![dir.path().into()],
+            timeout: Duration::from_millis(200),
+        };
+        let err = runner
+            .run(Command::Del, &list("slow"), 0, None, &rt())
+            .await
+            .unwrap_err();
         assert!(err.is_timeout(), "{err}");
-        let err = runner.run(Command::Add, &list("absent"), 0, None, &rt()).await.unwrap_err();
+        let err = runner
+            .run(Command::Add, &list("absent"), 0, None, &rt())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::PluginNotFound { .. }), "{err}");
     }
 
@@ -263,8 +304,14 @@ mod tests {
     async fn garbage_results_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         script(dir.path(), "garbage", "echo not-json");
-        let runner = PluginRunner { bin_dirs: vec![dir.path().into()], timeout: Duration::from_secs(10) };
-        let err = runner.run(Command::Add, &list("garbage"), 0, None, &rt()).await.unwrap_err();
+        let runner = PluginRunner {
+            bin_dirs: vec![dir.path().into()],
+            timeout: Duration::from_secs(10),
+        };
+        let err = runner
+            .run(Command::Add, &list("garbage"), 0, None, &rt())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::BadResult { .. }), "{err}");
     }
 }

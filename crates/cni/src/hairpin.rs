@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn parses_cri_dockerd_names() {
         assert_eq!("hairpin-veth".parse(), Ok(HairpinMode::HairpinVeth));
-        assert_eq!("promiscuous-bridge".parse(), Ok(HairpinMode::PromiscuousBridge));
+        assert_eq!(
+            "promiscuous-bridge".parse(),
+            Ok(HairpinMode::PromiscuousBridge)
+        );
         assert_eq!("none".parse(), Ok(HairpinMode::None));
         assert!("veth".parse::<HairpinMode>().is_err());
         assert_eq!(HairpinMode::HairpinVeth.to_string(), "hairpin-veth");
@@ -105,8 +108,16 @@ mod tests {
         std::fs::create_dir_all(&port).unwrap();
         std::fs::write(port.join("hairpin_mode"), "0").unwrap();
         std::fs::create_dir_all(sys.path().join("class/net/kubelet0/bridge")).unwrap();
-        apply(HairpinMode::HairpinVeth, sys.path(), ["kubelet0", "veth1"].into_iter()).unwrap();
-        assert_eq!(std::fs::read_to_string(port.join("hairpin_mode")).unwrap(), "1");
+        apply(
+            HairpinMode::HairpinVeth,
+            sys.path(),
+            ["kubelet0", "veth1"].into_iter(),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(port.join("hairpin_mode")).unwrap(),
+            "1"
+        );
         assert!(!sys.path().join("class/net/kubelet0/brport").exists());
     }
 }

@@ -58,6 +58,8 @@ pub struct PodNetwork {
 }
 
 type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
+/// The network loaded for a fingerprint, or why none could be.
+type Loaded = Option<(Fingerprint, Result<Arc<NetworkConfigList>, String>)>;
 
 pub struct CniManager {
     settings: CniSettings,
@@ -65,7 +67,7 @@ pub struct CniManager {
     cache: ResultCache,
     sysfs: PathBuf,
     pod_cidr: Mutex<String>,
-    loaded: Mutex<Option<(Fingerprint, Result<Arc<NetworkConfigList>, String>)>>,
+    loaded: Mutex<Loaded>,
 }
 
 impl CniManager {
@@ -141,12 +143,14 @@ impl CniManager {
         }
         match &loaded.as_ref().expect("just loaded").1 {
             Ok(list) => Ok(list.clone()),
-            Err(_) => Err(load_default_network(&self.settings.conf_dir, &self.settings.bin_dirs)
-                .err()
-                .unwrap_or_else(|| Error::NoNetwork {
-                    dir: self.settings.conf_dir.clone(),
-                    detail: None,
-                })),
+            Err(_) => Err(
+                load_default_network(&self.settings.conf_dir, &self.settings.bin_dirs)
+                    .err()
+                    .unwrap_or_else(|| Error::NoNetwork {
+                        dir: self.settings.conf_dir.clone(),
+                        detail: None,
+                    }),
+            ),
         }
     }
 
@@ -158,10 +162,7 @@ impl CniManager {
             serde_json::to_value(ports).expect("port mappings serialise"),
         );
         let cidr = self.pod_cidr.lock().expect("pod cidr lock").clone();
-        capability_args.insert(
-            "ipRanges".into(),
-            serde_json::json!([[{ "subnet": cidr }]]),
-        );
+        capability_args.insert("ipRanges".into(), serde_json::json!([[{ "subnet": cidr }]]));
         RuntimeConf {
             container_id: pod.sandbox_id.clone(),
             netns: netns.to_string(),
@@ -180,17 +181,29 @@ impl CniManager {
     async fn add(&self, list: &NetworkConfigList, rt: &RuntimeConf) -> Result<Value, Error> {
         let mut prev: Option<Value> = None;
         for index in 0..list.plugins.len() {
-            prev = self.runner.run(Command::Add, list, index, prev.as_ref(), rt).await?;
+            prev = self
+                .runner
+                .run(Command::Add, list, index, prev.as_ref(), rt)
+                .await?;
         }
         let result = prev.expect("ADD of a non-empty list yields a result");
-        self.cache
-            .write(&ResultCache::entry(&list.name, &list.bytes, rt, Some(result.clone())))?;
+        self.cache.write(&ResultCache::entry(
+            &list.name,
+            &list.bytes,
+            rt,
+            Some(result.clone()),
+        ))?;
         Ok(result)
     }
 
     /// DEL runs the plugins in reverse; from spec 0.4.0 on they get the
     /// cached ADD result as prevResult.
-    async fn del(&self, list: &NetworkConfigList, rt: &RuntimeConf, cached: Option<&Value>) -> Result<(), Error> {
+    async fn del(
+        &self,
+        list: &NetworkConfigList,
+        rt: &RuntimeConf,
+        cached: Option<&Value>,
+    ) -> Result<(), Error> {
         let prev = cached.filter(|_| version_at_least(&list.cni_version, (0, 4, 0)));
         for index in (0..list.plugins.len()).rev() {
             self.runner.run(Command::Del, list, index, prev, rt).await?;
@@ -201,7 +214,12 @@ impl CniManager {
 
     /// Attaches the pod whose network namespace is `netns`. On failure
     /// whatever was set up is torn down again.
-    pub async fn setup(&self, pod: &PodRef, netns: &str, ports: &[PortMapping]) -> Result<PodNetwork, Error> {
+    pub async fn setup(
+        &self,
+        pod: &PodRef,
+        netns: &str,
+        ports: &[PortMapping],
+    ) -> Result<PodNetwork, Error> {
         let network = self.network()?;
         let rt = self.runtime_conf(pod, netns, ports);
         let loopback = loopback_network();
@@ -212,8 +230,15 @@ impl CniManager {
                 plugin: network.name.clone(),
                 reason,
             })?;
-            hairpin::apply(self.settings.hairpin_mode, &self.sysfs, parsed.host_interfaces())
-                .map_err(Error::io(format!("applying hairpin mode {}", self.settings.hairpin_mode)))?;
+            hairpin::apply(
+                self.settings.hairpin_mode,
+                &self.sysfs,
+                parsed.host_interfaces(),
+            )
+            .map_err(Error::io(format!(
+                "applying hairpin mode {}",
+                self.settings.hairpin_mode
+            )))?;
             Ok::<_, Error>(parsed)
         }
         .await;
@@ -226,7 +251,10 @@ impl CniManager {
             Err(e) => {
                 for list in [&*network, &loopback] {
                     let cached = self.cache.read(&list.name, &rt.container_id, &rt.ifname);
-                    if let Err(del) = self.del(list, &rt, cached.and_then(|c| c.result).as_ref()).await {
+                    if let Err(del) = self
+                        .del(list, &rt, cached.and_then(|c| c.result).as_ref())
+                        .await
+                    {
                         tracing::warn!(sandbox_id = %pod.sandbox_id, network = %list.name, error = %del, "cleanup after failed CNI ADD failed");
                     }
                 }
@@ -238,7 +266,12 @@ impl CniManager {
     /// Detaches the pod. Uses what ADD cached (config, args, result) so it
     /// works after the config changed and after the namespace is gone;
     /// `netns` is `None` then. Safe to repeat.
-    pub async fn teardown(&self, pod: &PodRef, netns: Option<&str>, ports: &[PortMapping]) -> Result<(), Error> {
+    pub async fn teardown(
+        &self,
+        pod: &PodRef,
+        netns: Option<&str>,
+        ports: &[PortMapping],
+    ) -> Result<(), Error> {
         let netns = netns.unwrap_or("");
         let mut attached = self.cache.for_container(&pod.sandbox_id, DEFAULT_IFNAME);
         // cri-dockerd deletes the loopback attachment first.
@@ -346,8 +379,18 @@ mod tests {
             sandbox_id: "abc".into(),
         };
         let ports = [
-            PortMapping { host_port: 18080, container_port: 80, protocol: "tcp".into(), host_ip: String::new() },
-            PortMapping { host_port: 0, container_port: 53, protocol: "udp".into(), host_ip: String::new() },
+            PortMapping {
+                host_port: 18080,
+                container_port: 80,
+                protocol: "tcp".into(),
+                host_ip: String::new(),
+            },
+            PortMapping {
+                host_port: 0,
+                container_port: 53,
+                protocol: "udp".into(),
+                host_ip: String::new(),
+            },
         ];
         let rt = manager.runtime_conf(&pod, "/proc/1/ns/net", &ports);
         assert_eq!(

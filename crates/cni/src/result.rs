@@ -29,7 +29,9 @@ pub struct IpConfig {
 }
 
 fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
-    let (ip, prefix) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR"))?;
+    let (ip, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a CIDR"))?;
     let ip: IpAddr = ip.parse().map_err(|e| format!("{s:?}: {e}"))?;
     let prefix: u8 = prefix.parse().map_err(|e| format!("{s:?}: {e}"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
@@ -42,7 +44,10 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
 fn parse_gateway(v: Option<&Value>) -> Result<Option<IpAddr>, String> {
     match v.and_then(Value::as_str) {
         None | Some("") => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|e| format!("gateway {s:?}: {e}")),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("gateway {s:?}: {e}")),
     }
 }
 
@@ -63,7 +68,11 @@ impl CniResult {
             .map(|list| {
                 list.iter()
                     .map(|i| Interface {
-                        name: i.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                        name: i
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                         sandbox: i
                             .get("sandbox")
                             .and_then(Value::as_str)
@@ -74,7 +83,12 @@ impl CniResult {
             })
             .unwrap_or_default();
         let mut ips = Vec::new();
-        for ip in object.get("ips").and_then(Value::as_array).into_iter().flatten() {
+        for ip in object
+            .get("ips")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let address = ip
                 .get("address")
                 .and_then(Value::as_str)
@@ -136,10 +150,12 @@ impl CniResult {
         let mut ips: Vec<IpAddr> = self
             .ips
             .iter()
-            .filter(|ip| match ip.interface.and_then(|i| self.interfaces.get(i)) {
-                Some(interface) => interface.name == ifname && !interface.sandbox.is_empty(),
-                None => true,
-            })
+            .filter(
+                |ip| match ip.interface.and_then(|i| self.interfaces.get(i)) {
+                    Some(interface) => interface.name == ifname && !interface.sandbox.is_empty(),
+                    None => true,
+                },
+            )
             .map(|ip| ip.address)
             .collect();
         ips.sort_by_key(|ip| !ip.is_ipv4());
@@ -163,13 +179,19 @@ mod tests {
 
     #[test]
     fn reference_bridge_result_0_4_0() {
-        // From ../shared/reference/cri-dockerd-v0.3.21/cni-cache/bridge-*.
+        // From testdata/cri-dockerd-v0.3.21/cni-cache/bridge-*.
         let v = json!({"cniVersion":"0.4.0","dns":{},"interfaces":[{"mac":"a6:c9:ab:60:43:e1","name":"kubelet0"},{"mac":"aa:28:5b:4a:d9:8f","name":"veth7051cc84"},{"mac":"9a:aa:a5:a7:7e:00","name":"eth0","sandbox":"/proc/27964/ns/net"}],"ips":[{"address":"10.88.3.42/16","gateway":"10.88.0.1","interface":2,"version":"4"}],"routes":[{"dst":"0.0.0.0/0","gw":"10.88.0.1"}]});
         let r = CniResult::parse(&v).unwrap();
-        assert_eq!(r.pod_ips("eth0"), vec!["10.88.3.42".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            r.pod_ips("eth0"),
+            vec!["10.88.3.42".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(r.ips[0].prefix_len, 16);
         assert_eq!(r.ips[0].gateway, Some("10.88.0.1".parse().unwrap()));
-        assert_eq!(r.host_interfaces().collect::<Vec<_>>(), vec!["kubelet0", "veth7051cc84"]);
+        assert_eq!(
+            r.host_interfaces().collect::<Vec<_>>(),
+            vec!["kubelet0", "veth7051cc84"]
+        );
     }
 
     #[test]
@@ -179,7 +201,10 @@ mod tests {
         let r = CniResult::parse(&v).unwrap();
         assert_eq!(
             r.pod_ips("eth0"),
-            vec!["10.1.0.5".parse::<IpAddr>().unwrap(), "fd00::5".parse().unwrap()]
+            vec![
+                "10.1.0.5".parse::<IpAddr>().unwrap(),
+                "fd00::5".parse().unwrap()
+            ]
         );
     }
 
@@ -191,17 +216,37 @@ mod tests {
 
     #[test]
     fn legacy_0_2_0() {
-        let v = json!({"cniVersion":"0.2.0","ip4":{"ip":"10.0.0.2/8","gateway":"10.0.0.1"},"dns":{}});
+        let v =
+            json!({"cniVersion":"0.2.0","ip4":{"ip":"10.0.0.2/8","gateway":"10.0.0.1"},"dns":{}});
         let r = CniResult::parse(&v).unwrap();
-        assert_eq!(r.pod_ips("eth0"), vec!["10.0.0.2".parse::<IpAddr>().unwrap()]);
-        assert!(CniResult::parse(&json!({"cniVersion":"0.2.0","dns":{}})).unwrap().ips.is_empty());
+        assert_eq!(
+            r.pod_ips("eth0"),
+            vec!["10.0.0.2".parse::<IpAddr>().unwrap()]
+        );
+        assert!(
+            CniResult::parse(&json!({"cniVersion":"0.2.0","dns":{}}))
+                .unwrap()
+                .ips
+                .is_empty()
+        );
     }
 
     #[test]
     fn malformed_results_are_errors() {
         assert!(CniResult::parse(&json!([])).is_err());
-        assert!(CniResult::parse(&json!({"cniVersion":"1.0.0","ips":[{"address":"nonsense"}]})).is_err());
-        assert!(CniResult::parse(&json!({"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/99"}]})).is_err());
-        assert!(CniResult::parse(&json!({"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/8","interface":"x"}]})).is_err());
+        assert!(
+            CniResult::parse(&json!({"cniVersion":"1.0.0","ips":[{"address":"nonsense"}]}))
+                .is_err()
+        );
+        assert!(
+            CniResult::parse(&json!({"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/99"}]}))
+                .is_err()
+        );
+        assert!(
+            CniResult::parse(
+                &json!({"cniVersion":"1.0.0","ips":[{"address":"10.0.0.1/8","interface":"x"}]})
+            )
+            .is_err()
+        );
     }
 }

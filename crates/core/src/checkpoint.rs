@@ -154,8 +154,7 @@ pub struct CheckpointStore {
 impl CheckpointStore {
     pub fn open(root: &Path) -> Result<Self> {
         let dir = root.join(CHECKPOINT_DIR);
-        std::fs::create_dir_all(&dir)
-            .map_err(Error::io(format!("creating {}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         Ok(Self { dir })
     }
 
@@ -164,10 +163,7 @@ impl CheckpointStore {
     }
 
     fn path(&self, sandbox_id: &str) -> Result<PathBuf> {
-        if sandbox_id.is_empty()
-            || sandbox_id.starts_with('.')
-            || sandbox_id.contains('/')
-        {
+        if sandbox_id.is_empty() || sandbox_id.starts_with('.') || sandbox_id.contains('/') {
             return Err(Error::InvalidArgument(format!(
                 "invalid sandbox id {sandbox_id:?}"
             )));
@@ -327,7 +323,12 @@ mod tests {
             PodSandboxCheckpoint::decode(tampered.as_bytes()),
             Err(CheckpointError::Checksum { .. })
         ));
-        assert!(PodSandboxCheckpoint::decode(b"{\"version\":\"v1\",\"name\":\"a\",\"namespace\":\"b\",\"checksum\":1}").is_err());
+        assert!(
+            PodSandboxCheckpoint::decode(
+                b"{\"version\":\"v1\",\"name\":\"a\",\"namespace\":\"b\",\"checksum\":1}"
+            )
+            .is_err()
+        );
     }
 
     #[test]

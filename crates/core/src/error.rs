@@ -15,6 +15,8 @@ pub enum Error {
     #[error("{0}")]
     DeadlineExceeded(String),
     #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Unimplemented(String),
@@ -47,6 +49,7 @@ pub enum Kind {
     FailedPrecondition,
     AlreadyExists,
     DeadlineExceeded,
+    PermissionDenied,
     Unavailable,
     Unimplemented,
     Internal,
@@ -60,6 +63,7 @@ impl Error {
             Error::FailedPrecondition(_) => Kind::FailedPrecondition,
             Error::AlreadyExists(_) => Kind::AlreadyExists,
             Error::DeadlineExceeded(_) => Kind::DeadlineExceeded,
+            Error::PermissionDenied(_) => Kind::PermissionDenied,
             Error::Unavailable(_) => Kind::Unavailable,
             Error::Unimplemented(_) => Kind::Unimplemented,
             Error::Docker { source, .. } => docker_error_kind(source),

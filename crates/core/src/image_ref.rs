@@ -54,7 +54,9 @@ fn err(reference: &str, reason: &'static str) -> ParseError {
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Parses and normalises a reference: default domain, `library/` for
@@ -86,7 +88,10 @@ pub fn parse_normalized(s: &str) -> Result<Reference, ParseError> {
     }
     validate_path(&path).map_err(|reason| err(s, reason))?;
     if domain.len() + 1 + path.len() > 255 {
-        return Err(err(s, "repository name must not be more than 255 characters"));
+        return Err(err(
+            s,
+            "repository name must not be more than 255 characters",
+        ));
     }
     Ok(Reference {
         domain,
@@ -158,11 +163,17 @@ fn validate_domain(domain: &str) -> Result<(), &'static str> {
     let ok = !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
-    if ok { Ok(()) } else { Err("malformed registry domain") }
+    if ok {
+        Ok(())
+    } else {
+        Err("malformed registry domain")
+    }
 }
 
 /// Path components: `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`.
@@ -172,10 +183,11 @@ fn validate_path(path: &str) -> Result<(), &'static str> {
     }
     for component in path.split('/') {
         let bytes = component.as_bytes();
-        let valid_chars = bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
-        let alnum = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let valid_chars = bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+        let alnum =
+            |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if !valid_chars || !alnum(bytes.first()) || !alnum(bytes.last()) {
             return Err("repository name must be lowercase alphanumerics with separators");
         }
@@ -269,18 +281,33 @@ mod tests {
     fn official_images_get_domain_library_and_latest() {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("busybox:1.36"), "docker.io/library/busybox:1.36");
-        assert_eq!(norm("docker.io/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(norm("index.docker.io/library/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            norm("docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            norm("index.docker.io/library/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(norm("user/app"), "docker.io/user/app:latest");
     }
 
     #[test]
     fn registries_with_ports_and_digests() {
-        assert_eq!(norm("127.0.0.1:5000/test/busybox"), "127.0.0.1:5000/test/busybox:latest");
+        assert_eq!(
+            norm("127.0.0.1:5000/test/busybox"),
+            "127.0.0.1:5000/test/busybox:latest"
+        );
         assert_eq!(norm("localhost/app:v1"), "localhost/app:v1");
-        assert_eq!(norm("registry.k8s.io/pause:3.10"), "registry.k8s.io/pause:3.10");
+        assert_eq!(
+            norm("registry.k8s.io/pause:3.10"),
+            "registry.k8s.io/pause:3.10"
+        );
         let d = "sha256:".to_string() + &"a".repeat(64);
-        assert_eq!(norm(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
+        assert_eq!(
+            norm(&format!("busybox@{d}")),
+            format!("docker.io/library/busybox@{d}")
+        );
         assert_eq!(
             norm(&format!("127.0.0.1:5000/x:1@{d}")),
             format!("127.0.0.1:5000/x:1@{d}")
@@ -289,7 +316,9 @@ mod tests {
 
     #[test]
     fn familiar_forms_match_docker_repo_tags() {
-        let r = parse_normalized("docker.io/library/busybox").unwrap().with_default_tag();
+        let r = parse_normalized("docker.io/library/busybox")
+            .unwrap()
+            .with_default_tag();
         assert_eq!(r.familiar_tagged().unwrap(), "busybox:latest");
         let r = parse_normalized("127.0.0.1:5000/a/b:2").unwrap();
         assert_eq!(r.familiar_tagged().unwrap(), "127.0.0.1:5000/a/b:2");
@@ -298,16 +327,31 @@ mod tests {
     #[test]
     fn ids_are_not_references() {
         let hex = "b".repeat(64);
-        assert_eq!(parse_image_name(&hex).unwrap(), ImageName::Id(format!("sha256:{hex}")));
-        assert!(matches!(parse_image_name(&format!("sha256:{hex}")), Ok(ImageName::Id(_))));
+        assert_eq!(
+            parse_image_name(&hex).unwrap(),
+            ImageName::Id(format!("sha256:{hex}"))
+        );
+        assert!(matches!(
+            parse_image_name(&format!("sha256:{hex}")),
+            Ok(ImageName::Id(_))
+        ));
         assert!(parse_image_name("sha256:abc").is_err());
     }
 
     #[test]
     fn malformed_references_are_rejected() {
         for bad in [
-            "", "Busybox", "busybox:", "busybox@sha256:12", "a//b", "-a", "a..b", "busybox:-x",
-            "host:port/x", ":tag", "a b",
+            "",
+            "Busybox",
+            "busybox:",
+            "busybox@sha256:12",
+            "a//b",
+            "-a",
+            "a..b",
+            "busybox:-x",
+            "host:port/x",
+            ":tag",
+            "a b",
         ] {
             assert!(parse_normalized(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -33,8 +33,8 @@ pub fn make_labels(
 pub fn extract_labels(
     docker_labels: &HashMap<String, String>,
 ) -> (HashMap<String, String>, HashMap<String, String>) {
-    let is_sandbox = docker_labels.get(CONTAINER_TYPE).map(String::as_str)
-        == Some(CONTAINER_TYPE_SANDBOX);
+    let is_sandbox =
+        docker_labels.get(CONTAINER_TYPE).map(String::as_str) == Some(CONTAINER_TYPE_SANDBOX);
     let mut labels = HashMap::new();
     let mut annotations = HashMap::new();
     for (k, v) in docker_labels {

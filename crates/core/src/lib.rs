@@ -5,8 +5,19 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+mod facts;
+mod fs_usage;
+mod image;
 pub mod image_ref;
 pub mod labels;
+mod locks;
 pub mod naming;
+mod oom;
+mod runtime;
+mod status;
 
 pub use error::{Error, Kind, Result};
+
+pub use facts::{CgroupDriver, DockerFacts};
+pub use oom::OomPolicy;
+pub use runtime::Runtime;

@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn sandbox_name_matches_cri_dockerd() {
-        // ../shared/reference/cri-dockerd-v0.3.21/docker-inspect/sandbox-pod-network.json
+        // testdata/cri-dockerd-v0.3.21/docker-inspect/sandbox-pod-network.json
         assert_eq!(
             sandbox_name(&pod()),
             "k8s_POD_web_demo_0f5c4c2e-1b7a-4a53-9d36-5a1f0f4f7e11_1"

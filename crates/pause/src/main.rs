@@ -44,12 +44,19 @@ fn main() {
     }
 
     if unsafe { libc::getpid() } != 1 {
-        let _ = writeln!(std::io::stderr(), "Warning: pause should be the first process");
+        let _ = writeln!(
+            std::io::stderr(),
+            "Warning: pause should be the first process"
+        );
     }
 
     let installed = install(libc::SIGINT, on_terminate, 0)
         && install(libc::SIGTERM, on_terminate, 0)
-        && install(libc::SIGCHLD, on_child, libc::SA_NOCLDSTOP | libc::SA_RESTART);
+        && install(
+            libc::SIGCHLD,
+            on_child,
+            libc::SA_NOCLDSTOP | libc::SA_RESTART,
+        );
     if !installed {
         let _ = writeln!(std::io::stderr(), "pause: sigaction failed");
         std::process::exit(1);

@@ -1,1 +1,42 @@
+//! The CRI v1 gRPC surface. Each handler validates its request, calls the
+//! core, and maps the core's error to a status code; nothing else lives here.
 
+mod errors;
+mod image_service;
+mod runtime_service;
+mod validate;
+
+use std::sync::Arc;
+
+use cri_dockerd_core::Runtime;
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+
+pub use errors::to_status;
+
+/// cri-dockerd's limit; the kubelet's is the same.
+pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+/// The handlers share the core.
+#[derive(Clone)]
+pub struct CriService {
+    runtime: Arc<Runtime>,
+}
+
+impl CriService {
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        Self { runtime }
+    }
+
+    pub fn runtime_server(&self) -> RuntimeServiceServer<CriService> {
+        RuntimeServiceServer::new(self.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    pub fn image_server(&self) -> ImageServiceServer<CriService> {
+        ImageServiceServer::new(self.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+}

@@ -1,0 +1,53 @@
+//! What the shim learns from `docker info` once at start.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use bollard::Docker;
+use bollard::models::{SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct DockerFacts {
+    pub cgroup_driver: CgroupDriver,
+    pub cgroup_v2: bool,
+    pub root_dir: PathBuf,
+    pub runtimes: BTreeSet<String>,
+    pub default_runtime: String,
+    pub api_version: (usize, usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+impl DockerFacts {
+    pub async fn gather(docker: &Docker) -> Result<Self> {
+        let info = docker.info().await.map_err(Error::docker("docker info"))?;
+        let cgroup_driver = match info.cgroup_driver {
+            Some(SystemInfoCgroupDriverEnum::SYSTEMD) => CgroupDriver::Systemd,
+            _ => CgroupDriver::Cgroupfs,
+        };
+        let cgroup_v2 = matches!(info.cgroup_version, Some(SystemInfoCgroupVersionEnum::_2));
+        let version = docker.client_version();
+        Ok(Self {
+            cgroup_driver,
+            cgroup_v2,
+            root_dir: PathBuf::from(
+                info.docker_root_dir
+                    .unwrap_or_else(|| "/var/lib/docker".into()),
+            ),
+            runtimes: info.runtimes.unwrap_or_default().into_keys().collect(),
+            default_runtime: info.default_runtime.unwrap_or_else(|| "runc".into()),
+            api_version: (version.major_version, version.minor_version),
+        })
+    }
+
+    /// Docker API 1.44 brought recursive read-only bind mounts.
+    pub fn supports_recursive_read_only(&self) -> bool {
+        self.api_version >= (1, 44)
+    }
+}

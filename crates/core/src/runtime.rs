@@ -1,0 +1,106 @@
+//! The `Runtime`: one per process, shared by every CRI call.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+
+use crate::checkpoint::CheckpointStore;
+use crate::config::{NetworkPlugin, RuntimeSettings};
+use crate::error::{Error, Result};
+use crate::facts::DockerFacts;
+use crate::fs_usage::UsageCache;
+use crate::locks::KeyedLocks;
+use crate::oom::OomPolicy;
+use cri_dockerd_cni::CniManager;
+
+pub struct Runtime {
+    pub(crate) docker: Docker,
+    pub(crate) settings: RuntimeSettings,
+    pub(crate) facts: DockerFacts,
+    pub(crate) checkpoints: CheckpointStore,
+    pub(crate) cni: Option<CniManager>,
+    pub(crate) oom: OomPolicy,
+    pub(crate) locks: KeyedLocks,
+    pub(crate) image_fs: UsageCache,
+    pub(crate) pod_cidr: Mutex<Option<String>>,
+    pub(crate) version_cache: Mutex<Option<(Instant, String)>>,
+}
+
+const VERSION_CACHE_TTL: Duration = Duration::from_secs(60);
+
+impl Runtime {
+    /// `docker` must already have its API version negotiated.
+    pub async fn new(docker: Docker, settings: RuntimeSettings) -> Result<Arc<Self>> {
+        let facts = DockerFacts::gather(&docker).await?;
+        tracing::info!(
+            cgroup_driver = ?facts.cgroup_driver,
+            root_dir = %facts.root_dir.display(),
+            api = ?facts.api_version,
+            "connected to Docker"
+        );
+        std::fs::create_dir_all(&settings.root_dir).map_err(Error::io(format!(
+            "creating {}",
+            settings.root_dir.display()
+        )))?;
+        let checkpoints = CheckpointStore::open(&settings.root_dir)?;
+        let cni = match settings.network_plugin {
+            NetworkPlugin::Cni => {
+                let manager = CniManager::new(settings.cni.clone());
+                if let Some(cidr) = &settings.pod_cidr {
+                    manager.set_pod_cidr(cidr);
+                }
+                Some(manager)
+            }
+            NetworkPlugin::DockerBridge => None,
+        };
+        tracing::info!(hairpin_mode = %settings.cni.hairpin_mode, "hairpin mode");
+        let oom = OomPolicy::detect(settings.restrict_oom_score_adj);
+        let image_fs = UsageCache::new(facts.root_dir.clone());
+        let pod_cidr = Mutex::new(settings.pod_cidr.clone());
+        Ok(Arc::new(Self {
+            docker,
+            settings,
+            facts,
+            checkpoints,
+            cni,
+            oom,
+            locks: KeyedLocks::default(),
+            image_fs,
+            pod_cidr,
+            version_cache: Mutex::new(None),
+        }))
+    }
+
+    pub fn settings(&self) -> &RuntimeSettings {
+        &self.settings
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub fn facts(&self) -> &DockerFacts {
+        &self.facts
+    }
+
+    /// The Docker server version, cached for a minute as cri-dockerd does:
+    /// the kubelet asks often and it does not change under a running daemon.
+    pub(crate) async fn docker_version(&self) -> Result<String> {
+        if let Some((at, version)) = &*self.version_cache.lock().expect("version cache")
+            && at.elapsed() < VERSION_CACHE_TTL
+        {
+            return Ok(version.clone());
+        }
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(Error::docker("docker version"))?
+            .version
+            .unwrap_or_default();
+        *self.version_cache.lock().expect("version cache") =
+            Some((Instant::now(), version.clone()));
+        Ok(version)
+    }
+}

@@ -1,0 +1,302 @@
+//! Flags with cri-dockerd's names, meanings and defaults, so a unit or
+//! compose file only swaps the binary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use cri_dockerd_core::config::{
+    CniSettings, DEFAULT_POD_INFRA_IMAGE, DEFAULT_ROOT_DIR, HairpinMode, NetworkPlugin,
+    RuntimeSettings,
+};
+
+use crate::duration::parse_go_duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cri-dockerd-rs",
+    about = "CRI that connects to the Docker Daemon",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Prints the build information about cri-dockerd-rs
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub buildinfo: bool,
+
+    /// A comma-separated list of full paths of directories in which to search for CNI plugin binaries.
+    #[arg(long, default_value = "/opt/cni/bin", value_name = "string")]
+    pub cni_bin_dir: String,
+
+    /// The full path of the directory in which CNI should store cache files.
+    #[arg(long, default_value = "/var/lib/cni/cache", value_name = "string")]
+    pub cni_cache_dir: PathBuf,
+
+    /// The full path of the directory in which to search for CNI config files
+    #[arg(long, default_value = "/etc/cni/net.d", value_name = "string")]
+    pub cni_conf_dir: PathBuf,
+
+    /// The endpoint of backend runtime service. unix:// and tcp:// endpoints are supported.
+    #[arg(
+        long,
+        default_value = "unix:///var/run/cri-dockerd.sock",
+        value_name = "string"
+    )]
+    pub container_runtime_endpoint: String,
+
+    /// Path to the cri-dockerd root directory.
+    #[arg(long, default_value = DEFAULT_ROOT_DIR, value_name = "string")]
+    pub cri_dockerd_root_directory: PathBuf,
+
+    /// Use this for the docker endpoint to communicate with.
+    #[arg(
+        long,
+        default_value = "unix:///var/run/docker.sock",
+        value_name = "string"
+    )]
+    pub docker_endpoint: String,
+
+    /// The mode of hairpin to use: hairpin-veth, promiscuous-bridge or none.
+    #[arg(long, default_value = "none", value_name = "HairpinMode", value_parser = parse_hairpin)]
+    pub hairpin_mode: HairpinMode,
+
+    /// If no pulling progress is made before this deadline, the image pulling will be cancelled.
+    #[arg(long, default_value = "1m0s", value_name = "duration", value_parser = parse_go_duration)]
+    pub image_pull_progress_deadline: Duration,
+
+    /// Enable IPv6 dual stack support
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub ipv6_dual_stack: bool,
+
+    /// The log level: trace, debug, info, warn, error, fatal, panic. RUST_LOG, when set, wins.
+    #[arg(long, default_value = "info", value_name = "string")]
+    pub log_level: String,
+
+    /// The name of the network plugin to be invoked for various events in kubelet/pod lifecycle: "cni", or empty for Docker's bridge.
+    #[arg(long, default_value = "cni", value_name = "string")]
+    pub network_plugin: String,
+
+    /// The MTU to be passed to the network plugin. Set to 0 to use the default.
+    #[arg(long, default_value_t = 0, value_name = "int32")]
+    pub network_plugin_mtu: i32,
+
+    /// The CIDR to use for pod IP addresses, only used in standalone mode.
+    #[arg(long, value_name = "string")]
+    pub pod_cidr: Option<String>,
+
+    /// The image whose network/ipc namespaces containers in each pod will use
+    #[arg(long, default_value = DEFAULT_POD_INFRA_IMAGE, value_name = "string")]
+    pub pod_infra_container_image: String,
+
+    /// Optional absolute name of cgroups to create and run the runtime in.
+    #[arg(long, value_name = "string")]
+    pub runtime_cgroups: Option<String>,
+
+    /// If no runtime progress is made before this deadline, the operation will be cancelled.
+    #[arg(long, value_name = "duration", value_parser = parse_go_duration)]
+    pub runtime_request_timeout: Option<Duration>,
+
+    /// The address to bind the CRI streaming server to (default: 127.0.0.1 with a free port).
+    #[arg(long, value_name = "string")]
+    pub streaming_bind_addr: Option<String>,
+
+    /// Raise negative OOM score adjustments to this process's own score, as containerd's
+    /// restrict_oom_score_adj does. Detected from CAP_SYS_RESOURCE when not given.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub restrict_oom_score_adj: Option<bool>,
+
+    /// Prints the version of cri-dockerd-rs
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub version: bool,
+}
+
+fn parse_hairpin(s: &str) -> Result<HairpinMode, String> {
+    s.parse()
+}
+
+/// cri-dockerd's default Docker request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// cri-dockerd's CNI plugin call timeout (network.CNITimeoutSec).
+pub const CNI_TIMEOUT: Duration = Duration::from_secs(220);
+
+impl Cli {
+    pub fn runtime_settings(&self) -> Result<RuntimeSettings, String> {
+        let network_plugin = match self.network_plugin.as_str() {
+            "cni" => NetworkPlugin::Cni,
+            "" => NetworkPlugin::DockerBridge,
+            "kubenet" => {
+                return Err(
+                    "--network-plugin=kubenet is not supported; use cni with a bridge config"
+                        .into(),
+                );
+            }
+            other => {
+                return Err(format!(
+                    "unknown --network-plugin {other:?} (cni, or empty)"
+                ));
+            }
+        };
+        let bin_dirs: Vec<PathBuf> = self
+            .cni_bin_dir
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        Ok(RuntimeSettings {
+            root_dir: self.cri_dockerd_root_directory.clone(),
+            pod_infra_image: self.pod_infra_container_image.clone(),
+            network_plugin,
+            cni: CniSettings {
+                bin_dirs,
+                conf_dir: self.cni_conf_dir.clone(),
+                cache_dir: self.cni_cache_dir.clone(),
+                plugin_timeout: CNI_TIMEOUT,
+                hairpin_mode: self.hairpin_mode,
+            },
+            image_pull_progress_deadline: self.image_pull_progress_deadline,
+            restrict_oom_score_adj: self.restrict_oom_score_adj,
+            pod_cidr: self.pod_cidr.clone().filter(|c| !c.is_empty()),
+            ipv6_dual_stack: self.ipv6_dual_stack,
+            runtime_cgroups: self.runtime_cgroups.clone(),
+        })
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.runtime_request_timeout
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// Flags cri-dockerd acts on that this build accepts but ignores.
+    pub fn ignored_flags(&self) -> Vec<String> {
+        let mut ignored = Vec::new();
+        if self.network_plugin_mtu != 0 {
+            ignored.push(format!(
+                "--network-plugin-mtu={} (set the MTU in the CNI config instead)",
+                self.network_plugin_mtu
+            ));
+        }
+        if let Some(cgroups) = &self.runtime_cgroups {
+            ignored.push(format!(
+                "--runtime-cgroups={cgroups} (run the shim in that cgroup with your supervisor)"
+            ));
+        }
+        if self.ipv6_dual_stack {
+            ignored
+                .push("--ipv6-dual-stack (pod IPs come from the CNI result, IPv6 included)".into());
+        }
+        ignored
+    }
+
+    /// The tracing filter: `RUST_LOG` when set, otherwise `--log-level`.
+    pub fn log_filter(&self) -> String {
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            if !filter.is_empty() {
+                return filter;
+            }
+        }
+        match self.log_level.to_lowercase().as_str() {
+            "trace" => "trace",
+            "debug" => "debug",
+            "warn" | "warning" => "warn",
+            "error" | "fatal" | "panic" => "error",
+            _ => "info",
+        }
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("cri-dockerd-rs").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_cri_dockerd() {
+        let cli = parse(&[]);
+        assert_eq!(
+            cli.container_runtime_endpoint,
+            "unix:///var/run/cri-dockerd.sock"
+        );
+        assert_eq!(cli.docker_endpoint, "unix:///var/run/docker.sock");
+        assert_eq!(
+            cli.cri_dockerd_root_directory,
+            PathBuf::from("/var/lib/cri-dockerd")
+        );
+        assert_eq!(cli.network_plugin, "cni");
+        assert_eq!(cli.cni_bin_dir, "/opt/cni/bin");
+        assert_eq!(cli.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(cli.cni_cache_dir, PathBuf::from("/var/lib/cni/cache"));
+        assert_eq!(cli.hairpin_mode, HairpinMode::None);
+        assert_eq!(cli.pod_infra_container_image, "registry.k8s.io/pause:3.10");
+        assert_eq!(cli.image_pull_progress_deadline, Duration::from_secs(60));
+        assert_eq!(cli.log_level, "info");
+        assert!(!cli.ipv6_dual_stack);
+        assert_eq!(cli.restrict_oom_score_adj, None);
+    }
+
+    #[test]
+    fn flags_parse_in_both_go_spellings() {
+        let cli = parse(&[
+            "--cni-bin-dir=/usr/lib/cni,/opt/cni/bin",
+            "--hairpin-mode",
+            "hairpin-veth",
+            "--image-pull-progress-deadline=2m30s",
+            "--ipv6-dual-stack",
+            "--network-plugin=",
+            "--restrict-oom-score-adj=false",
+        ]);
+        let settings = cli.runtime_settings().unwrap();
+        assert_eq!(
+            settings.cni.bin_dirs,
+            vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")]
+        );
+        assert_eq!(settings.cni.hairpin_mode, HairpinMode::HairpinVeth);
+        assert_eq!(
+            settings.image_pull_progress_deadline,
+            Duration::from_secs(150)
+        );
+        assert_eq!(settings.network_plugin, NetworkPlugin::DockerBridge);
+        assert_eq!(settings.restrict_oom_score_adj, Some(false));
+        assert!(cli.ipv6_dual_stack);
+        assert!(!cli.ignored_flags().is_empty());
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let bad = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied())).is_err()
+        };
+        assert!(bad(&["--hairpin-mode=sideways"]));
+        assert!(bad(&["--image-pull-progress-deadline=soon"]));
+        assert!(bad(&["--no-such-flag"]));
+        assert!(
+            parse(&["--network-plugin=kubenet"])
+                .runtime_settings()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn every_reference_flag_is_accepted() {
+        // Flag names from testdata/cri-dockerd-v0.3.21/cri-dockerd-help.txt.
+        let help = include_str!("../../../testdata/cri-dockerd-v0.3.21/cri-dockerd-help.txt");
+        let command = <Cli as clap::CommandFactory>::command();
+        for line in help.lines() {
+            let Some(flag) = line.trim().split_whitespace().find(|w| w.starts_with("--")) else {
+                continue;
+            };
+            let name = flag.trim_start_matches("--");
+            if name == "help" {
+                continue;
+            }
+            assert!(
+                command.get_arguments().any(|a| a.get_long() == Some(name)),
+                "cri-dockerd flag --{name} is missing"
+            );
+        }
+    }
+}

@@ -1,0 +1,73 @@
+use k8s_cri::v1::image_service_server::ImageService;
+use k8s_cri::v1::*;
+use tonic::Request;
+
+use crate::CriService;
+use crate::errors::{Reply, reply};
+use crate::validate;
+
+#[tonic::async_trait]
+impl ImageService for CriService {
+    #[tracing::instrument(skip_all)]
+    async fn list_images(&self, request: Request<ListImagesRequest>) -> Reply<ListImagesResponse> {
+        let filter = request.into_inner().filter;
+        let wanted = filter
+            .as_ref()
+            .and_then(|f| f.image.as_ref())
+            .map(|i| i.image.as_str());
+        reply(
+            self.runtime
+                .list_images(wanted)
+                .await
+                .map(|images| ListImagesResponse { images }),
+        )
+    }
+
+    #[tracing::instrument(skip_all, fields(image))]
+    async fn image_status(
+        &self,
+        request: Request<ImageStatusRequest>,
+    ) -> Reply<ImageStatusResponse> {
+        let request = request.into_inner();
+        let image = validate::image_name(request.image.as_ref())?;
+        tracing::Span::current().record("image", image);
+        reply(self.runtime.image_status(image, request.verbose).await)
+    }
+
+    #[tracing::instrument(skip_all, fields(image))]
+    async fn pull_image(&self, request: Request<PullImageRequest>) -> Reply<PullImageResponse> {
+        let request = request.into_inner();
+        let image = validate::image_name(request.image.as_ref())?;
+        tracing::Span::current().record("image", image);
+        reply(
+            self.runtime
+                .pull_image(image, request.auth.as_ref())
+                .await
+                .map(|image_ref| PullImageResponse { image_ref }),
+        )
+    }
+
+    #[tracing::instrument(skip_all, fields(image))]
+    async fn remove_image(
+        &self,
+        request: Request<RemoveImageRequest>,
+    ) -> Reply<RemoveImageResponse> {
+        let request = request.into_inner();
+        let image = validate::image_name(request.image.as_ref())?;
+        tracing::Span::current().record("image", image);
+        reply(
+            self.runtime
+                .remove_image(image)
+                .await
+                .map(|()| RemoveImageResponse {}),
+        )
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn image_fs_info(
+        &self,
+        _request: Request<ImageFsInfoRequest>,
+    ) -> Reply<ImageFsInfoResponse> {
+        reply(self.runtime.image_fs_info().await)
+    }
+}

@@ -1,0 +1,90 @@
+//! The machine-wide test environment: Docker, images, registries.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use tokio::sync::OnceCell;
+
+use crate::images;
+
+pub const PLAIN_REGISTRY: &str = "127.0.0.1:5000";
+pub const AUTH_REGISTRY: &str = "127.0.0.1:5001";
+pub const REGISTRY_USER: &str = "crid";
+pub const REGISTRY_PASSWORD: &str = "crid-secret";
+/// Built from the machine's busybox-static; the image every test container runs.
+pub const BUSYBOX_IMAGE: &str = "crid-test.local/busybox:latest";
+/// cri-dockerd's default --pod-infra-container-image, built from our pause.
+pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
+
+pub struct TestEnv {
+    pub docker: Docker,
+    pub busybox_id: String,
+    pub pause_id: String,
+}
+
+static ENV: OnceCell<TestEnv> = OnceCell::const_new();
+
+fn registry_port(var: &str, default: &str) -> String {
+    match std::env::var(var) {
+        Ok(port) if !port.is_empty() => format!("127.0.0.1:{port}"),
+        _ => default.to_string(),
+    }
+}
+
+pub fn plain_registry() -> String {
+    registry_port("CRID_TEST_REGISTRY_PORT", PLAIN_REGISTRY)
+}
+
+pub fn auth_registry() -> String {
+    registry_port("CRID_TEST_AUTH_REGISTRY_PORT", AUTH_REGISTRY)
+}
+
+/// Connects to Docker and builds the test images once per test process
+/// (and once per machine: a file lock guards the image builds).
+pub async fn test_env() -> &'static TestEnv {
+    ENV.get_or_init(|| async {
+        let docker = connect().await;
+        let (busybox_id, pause_id) = images::ensure_base_images(&docker).await;
+        for registry in [plain_registry(), auth_registry()] {
+            check_registry(&registry).await;
+        }
+        TestEnv {
+            docker,
+            busybox_id,
+            pause_id,
+        }
+    })
+    .await
+}
+
+async fn connect() -> Docker {
+    let hint = "run `make test-env` (scripts/test-env.sh) as root first: it installs and starts Docker and the test registries";
+    let docker =
+        Docker::connect_with_unix("/var/run/docker.sock", 120, bollard::API_DEFAULT_VERSION)
+            .unwrap_or_else(|e| {
+                panic!("Docker is not available at /var/run/docker.sock ({e}); {hint}")
+            });
+    let docker = docker
+        .negotiate_version()
+        .await
+        .unwrap_or_else(|e| panic!("Docker does not answer at /var/run/docker.sock ({e}); {hint}"));
+    docker
+        .ping()
+        .await
+        .unwrap_or_else(|e| panic!("Docker ping failed ({e}); {hint}"));
+    docker
+}
+
+async fn check_registry(address: &str) {
+    let connect = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await;
+    match connect {
+        Ok(Ok(_)) => {}
+        _ => panic!(
+            "the test registry at {address} does not answer; run `make test-env` (scripts/test-env.sh) first"
+        ),
+    }
+}

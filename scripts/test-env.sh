@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Prepares a Debian/Ubuntu machine for `make test`, the same way on a laptop
+# and in CI: installs what is missing, starts dockerd when no daemon answers,
+# and starts two local registries on 127.0.0.1 (one plain, one with
+# htpasswd credentials). Safe to run again: what is running is left alone.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+state=${CRID_TEST_STATE:-/var/lib/cri-dockerd-rs-test}
+plain_port=${CRID_TEST_REGISTRY_PORT:-5000}
+auth_port=${CRID_TEST_AUTH_REGISTRY_PORT:-5001}
+auth_user=${CRID_TEST_REGISTRY_USER:-crid}
+auth_pass=${CRID_TEST_REGISTRY_PASSWORD:-crid-secret}
+
+log() { printf '[test-env] %s\n' "$*"; }
+die() { printf '[test-env] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (the tests drive dockerd, iptables and network namespaces)"
+
+# --- packages -----------------------------------------------------------
+need=()
+for pair in dockerd:docker.io runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
+            /bin/busybox:busybox-static docker-registry:docker-registry iptables:iptables \
+            jq:jq htpasswd:apache2-utils protoc:protobuf-compiler ip:iproute2 nsenter:util-linux \
+            curl:curl; do
+  probe=${pair%%:*}; pkg=${pair#*:}
+  if [[ $probe == /* ]]; then [ -e "$probe" ] || need+=("$pkg")
+  else command -v "$probe" >/dev/null 2>&1 || need+=("$pkg"); fi
+done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# --- dockerd --------------------------------------------------------------
+# Machines whose root lacks capabilities in its bounding set (no
+# CAP_SYS_RESOURCE here) cannot run privileged containers with plain runc.
+# The tests that need one ask for the test-only runtime `runc-bounded`
+# (scripts/runc-bounded), which drops exactly what the bounding set lacks.
+full_bounding=$(( (1 << ($(cat /proc/sys/kernel/cap_last_cap) + 1)) - 1 ))
+bounding=$(( 16#$(awk '/^CapBnd/ {print $2}' /proc/self/status) ))
+register_wrapper=0
+[ "$bounding" -ne "$full_bounding" ] && register_wrapper=1
+
+daemon_json=/etc/docker/daemon.json
+if [ "$register_wrapper" = 1 ]; then
+  mkdir -p /etc/docker
+  [ -s "$daemon_json" ] || echo '{}' > "$daemon_json"
+  current=$(jq -r '.runtimes["runc-bounded"].path // ""' "$daemon_json")
+  if [ "$current" != "$here/runc-bounded" ]; then
+    log "registering the test-only runtime runc-bounded in $daemon_json"
+    tmp=$(mktemp)
+    jq --arg p "$here/runc-bounded" '.runtimes["runc-bounded"] = {path: $p}' "$daemon_json" > "$tmp"
+    mv "$tmp" "$daemon_json"
+    pkill -HUP -x dockerd 2>/dev/null || true
+  fi
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd (cgroupfs driver)"
+  mkdir -p "$state"
+  nohup dockerd --exec-opt native.cgroupdriver=cgroupfs >"$state/dockerd.log" 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { tail -20 "$state/dockerd.log" >&2; die "dockerd did not come up"; }
+fi
+if [ "$register_wrapper" = 1 ]; then
+  for _ in $(seq 1 20); do
+    docker info --format '{{json .Runtimes}}' | grep -q runc-bounded && break; sleep 0.5
+  done
+  docker info --format '{{json .Runtimes}}' | grep -q runc-bounded \
+    || log "WARNING: dockerd does not list runc-bounded; privileged tests will fail (restart dockerd)"
+fi
+log "docker $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')," \
+    "cgroup driver $(docker info --format '{{.CgroupDriver}}')"
+
+# --- registries -----------------------------------------------------------
+start_registry() {
+  local name=$1 port=$2 auth=$3
+  if curl -s -o /dev/null "http://127.0.0.1:$port/v2/"; then
+    log "registry $name already answers on 127.0.0.1:$port"; return
+  fi
+  mkdir -p "$state/$name"
+  local cfg="$state/$name.yml"
+  cat >"$cfg" <<YAML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $state/$name/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+  secret: cri-dockerd-rs-test
+YAML
+  if [ "$auth" = 1 ]; then
+    htpasswd -Bbn "$auth_user" "$auth_pass" >"$state/$name/htpasswd"
+    cat >>"$cfg" <<YAML
+auth:
+  htpasswd:
+    realm: cri-dockerd-rs-test
+    path: $state/$name/htpasswd
+YAML
+  fi
+  nohup docker-registry serve "$cfg" >"$state/$name.log" 2>&1 &
+  for _ in $(seq 1 40); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.25; done
+  curl -s -o /dev/null "http://127.0.0.1:$port/v2/" || { cat "$state/$name.log" >&2; die "registry $name did not start"; }
+  log "registry $name on 127.0.0.1:$port$([ "$auth" = 1 ] && echo " (user $auth_user)")"
+}
+start_registry registry-plain "$plain_port" 0
+start_registry registry-auth "$auth_port" 1
+
+[ -x /usr/lib/cni/bridge ] || die "CNI plugins missing from /usr/lib/cni"
+log "ready (CNI plugins in /usr/lib/cni, repository $repo)"
