@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod config;
+mod container;
 pub mod error;
 mod facts;
 mod fs_usage;
@@ -14,7 +15,10 @@ mod locks;
 pub mod naming;
 mod oom;
 mod runtime;
+mod sandbox;
 mod status;
+mod time;
+pub mod translate;
 
 pub use error::{Error, Kind, Result};
 

@@ -1,5 +1,6 @@
 //! The `Runtime`: one per process, shared by every CRI call.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,12 @@ pub struct Runtime {
     pub(crate) image_fs: UsageCache,
     pub(crate) pod_cidr: Mutex<Option<String>>,
     pub(crate) version_cache: Mutex<Option<(Instant, String)>>,
+    /// Sandbox id → whether its network is set up (`false`: torn down).
+    /// Unknown after a restart, which makes teardown run again (it is
+    /// idempotent).
+    pub(crate) network_ready: Mutex<HashMap<String, bool>>,
+    /// Checkpoints already reported as unreadable.
+    pub(crate) bad_checkpoints: Mutex<HashSet<String>>,
 }
 
 const VERSION_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -69,6 +76,8 @@ impl Runtime {
             image_fs,
             pod_cidr,
             version_cache: Mutex::new(None),
+            network_ready: Mutex::default(),
+            bad_checkpoints: Mutex::default(),
         }))
     }
 

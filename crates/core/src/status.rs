@@ -44,13 +44,11 @@ impl Runtime {
             status: true,
             ..Default::default()
         };
-        if let Some(cni) = &self.cni {
-            if let Err(e) = cni.network() {
-                network_ready.status = false;
-                network_ready.reason = "NetworkPluginNotReady".into();
-                network_ready.message =
-                    format!("docker: network plugin is not ready: cni config uninitialized: {e}");
-            }
+        if let Some(Err(e)) = self.cni.as_ref().map(|cni| cni.network()) {
+            network_ready.status = false;
+            network_ready.reason = "NetworkPluginNotReady".into();
+            network_ready.message =
+                format!("docker: network plugin is not ready: cni config uninitialized: {e}");
         }
         let mut info = HashMap::new();
         if verbose {

@@ -190,10 +190,10 @@ impl Cli {
 
     /// The tracing filter: `RUST_LOG` when set, otherwise `--log-level`.
     pub fn log_filter(&self) -> String {
-        if let Ok(filter) = std::env::var("RUST_LOG") {
-            if !filter.is_empty() {
-                return filter;
-            }
+        if let Ok(filter) = std::env::var("RUST_LOG")
+            && !filter.is_empty()
+        {
+            return filter;
         }
         match self.log_level.to_lowercase().as_str() {
             "trace" => "trace",
@@ -286,7 +286,7 @@ mod tests {
         let help = include_str!("../../../testdata/cri-dockerd-v0.3.21/cri-dockerd-help.txt");
         let command = <Cli as clap::CommandFactory>::command();
         for line in help.lines() {
-            let Some(flag) = line.trim().split_whitespace().find(|w| w.starts_with("--")) else {
+            let Some(flag) = line.split_whitespace().find(|w| w.starts_with("--")) else {
                 continue;
             };
             let name = flag.trim_start_matches("--");

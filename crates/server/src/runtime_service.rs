@@ -7,6 +7,7 @@ use tonic::{Request, Status};
 
 use crate::CriService;
 use crate::errors::{Reply, reply, unimplemented};
+use crate::validate;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
 
@@ -17,39 +18,83 @@ impl RuntimeService for CriService {
         reply(self.runtime.version().await)
     }
 
+    #[tracing::instrument(skip_all, fields(pod))]
     async fn run_pod_sandbox(
         &self,
-        _request: Request<RunPodSandboxRequest>,
+        request: Request<RunPodSandboxRequest>,
     ) -> Reply<RunPodSandboxResponse> {
-        unimplemented("RunPodSandbox")
+        let request = request.into_inner();
+        let config = validate::required(request.config.as_ref(), "config")?;
+        if let Some(m) = &config.metadata {
+            tracing::Span::current().record("pod", format!("{}/{}", m.namespace, m.name));
+        }
+        reply(
+            self.runtime
+                .run_pod_sandbox(config, &request.runtime_handler)
+                .await
+                .map(|pod_sandbox_id| RunPodSandboxResponse { pod_sandbox_id }),
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn stop_pod_sandbox(
         &self,
-        _request: Request<StopPodSandboxRequest>,
+        request: Request<StopPodSandboxRequest>,
     ) -> Reply<StopPodSandboxResponse> {
-        unimplemented("StopPodSandbox")
+        let id = request.into_inner().pod_sandbox_id;
+        validate::non_empty(&id, "pod_sandbox_id")?;
+        tracing::Span::current().record("pod_sandbox_id", id.as_str());
+        reply(
+            self.runtime
+                .stop_pod_sandbox(&id)
+                .await
+                .map(|()| StopPodSandboxResponse {}),
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn remove_pod_sandbox(
         &self,
-        _request: Request<RemovePodSandboxRequest>,
+        request: Request<RemovePodSandboxRequest>,
     ) -> Reply<RemovePodSandboxResponse> {
-        unimplemented("RemovePodSandbox")
+        let id = request.into_inner().pod_sandbox_id;
+        validate::non_empty(&id, "pod_sandbox_id")?;
+        tracing::Span::current().record("pod_sandbox_id", id.as_str());
+        reply(
+            self.runtime
+                .remove_pod_sandbox(&id)
+                .await
+                .map(|()| RemovePodSandboxResponse {}),
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn pod_sandbox_status(
         &self,
-        _request: Request<PodSandboxStatusRequest>,
+        request: Request<PodSandboxStatusRequest>,
     ) -> Reply<PodSandboxStatusResponse> {
-        unimplemented("PodSandboxStatus")
+        let request = request.into_inner();
+        validate::non_empty(&request.pod_sandbox_id, "pod_sandbox_id")?;
+        tracing::Span::current().record("pod_sandbox_id", request.pod_sandbox_id.as_str());
+        reply(
+            self.runtime
+                .pod_sandbox_status(&request.pod_sandbox_id, request.verbose)
+                .await,
+        )
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_pod_sandbox(
         &self,
-        _request: Request<ListPodSandboxRequest>,
+        request: Request<ListPodSandboxRequest>,
     ) -> Reply<ListPodSandboxResponse> {
-        unimplemented("ListPodSandbox")
+        let filter = request.into_inner().filter;
+        reply(
+            self.runtime
+                .list_pod_sandbox(filter.as_ref())
+                .await
+                .map(|items| ListPodSandboxResponse { items }),
+        )
     }
 
     async fn create_container(

@@ -17,7 +17,7 @@ pub(crate) fn non_empty<'a>(value: &'a str, name: &str) -> Result<&'a str, Statu
     }
 }
 
-pub(crate) fn image_name<'a>(spec: Option<&'a ImageSpec>) -> Result<&'a str, Status> {
+pub(crate) fn image_name(spec: Option<&ImageSpec>) -> Result<&str, Status> {
     let spec = required(spec, "image")?;
     non_empty(&spec.image, "image.image")
 }

@@ -64,3 +64,85 @@ pub fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerC
         ..Default::default()
     }
 }
+
+/// Sandbox helpers shared by the tests.
+pub mod pods {
+    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+    use k8s_cri::v1::*;
+    use tonic::transport::Channel;
+
+    pub async fn run(
+        client: &RuntimeServiceClient<Channel>,
+        config: PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        client
+            .clone()
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().pod_sandbox_id)
+    }
+
+    pub async fn status(client: &RuntimeServiceClient<Channel>, id: &str) -> PodSandboxStatus {
+        client
+            .clone()
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .expect("PodSandboxStatus")
+            .into_inner()
+            .status
+            .expect("status")
+    }
+
+    pub async fn stop(client: &RuntimeServiceClient<Channel>, id: &str) {
+        client
+            .clone()
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .expect("StopPodSandbox");
+    }
+
+    pub async fn remove(client: &RuntimeServiceClient<Channel>, id: &str) {
+        client
+            .clone()
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .expect("RemovePodSandbox");
+    }
+
+    pub async fn list(
+        client: &RuntimeServiceClient<Channel>,
+        filter: Option<PodSandboxFilter>,
+    ) -> Vec<PodSandbox> {
+        client
+            .clone()
+            .list_pod_sandbox(ListPodSandboxRequest { filter })
+            .await
+            .expect("ListPodSandbox")
+            .into_inner()
+            .items
+    }
+}
+
+/// The PID of a container's init process, from Docker.
+pub async fn docker_pid(docker: &bollard::Docker, id: &str) -> i64 {
+    docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .expect("docker inspect")
+        .state
+        .and_then(|s| s.pid)
+        .expect("pid")
+}

@@ -180,13 +180,14 @@ async fn connect(socket: &Path, child: &mut Child, log: &Path) -> Channel {
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        if socket.exists() {
-            if let Ok(channel) = channel_for(socket).await {
-                let mut client = RuntimeServiceClient::new(channel.clone());
-                if client.version(VersionRequest::default()).await.is_ok() {
-                    return channel;
-                }
-            }
+        if socket.exists()
+            && let Ok(channel) = channel_for(socket).await
+            && RuntimeServiceClient::new(channel.clone())
+                .version(VersionRequest::default())
+                .await
+                .is_ok()
+        {
+            return channel;
         }
         if started.elapsed() > Duration::from_secs(60) {
             panic!(

@@ -1,0 +1,791 @@
+//! Pod sandboxes: a pause container holding the pod's namespaces, its
+//! cri-dockerd checkpoint, and its CNI attachment.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use cri_dockerd_cni::{PodRef, PortMapping as CniPortMapping};
+use k8s_cri::v1::{
+    LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodIp, PodSandbox,
+    PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxNetworkStatus,
+    PodSandboxState, PodSandboxStatus, PodSandboxStatusResponse,
+};
+use tracing::Instrument;
+
+use crate::checkpoint::PodSandboxCheckpoint;
+use crate::config::NetworkPlugin;
+use crate::error::{
+    Error, Result, is_docker_conflict, is_docker_not_found, is_docker_not_modified,
+};
+use crate::labels;
+use crate::naming;
+use crate::runtime::Runtime;
+use crate::time::rfc3339_to_ns;
+use crate::translate::{self, NAMESPACE_MODE_HOST};
+
+/// How long the pause container gets to exit on StopPodSandbox.
+const SANDBOX_STOP_TIMEOUT_SECS: i32 = 10;
+
+/// What is known about a sandbox, from Docker or from its checkpoint.
+pub(crate) struct SandboxDetails {
+    pub id: String,
+    pub metadata: PodSandboxMetadata,
+    pub host_network: bool,
+    /// The pause process, while it runs.
+    pub pid: Option<i64>,
+    pub inspect: Option<ContainerInspectResponse>,
+    pub checkpoint: Option<PodSandboxCheckpoint>,
+}
+
+pub(crate) fn is_sandbox(inspect: &ContainerInspectResponse) -> bool {
+    inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .and_then(|l| l.get(labels::CONTAINER_TYPE))
+        .map(String::as_str)
+        == Some(labels::CONTAINER_TYPE_SANDBOX)
+}
+
+pub(crate) fn running_pid(inspect: &ContainerInspectResponse) -> Option<i64> {
+    let state = inspect.state.as_ref()?;
+    (state.running == Some(true))
+        .then_some(state.pid?)
+        .filter(|p| *p > 0)
+}
+
+fn cni_ports(checkpoint: Option<&PodSandboxCheckpoint>) -> Vec<CniPortMapping> {
+    checkpoint
+        .and_then(|c| c.data().port_mappings)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|pm| CniPortMapping {
+            host_port: pm.host_port.unwrap_or(0),
+            container_port: pm.container_port.unwrap_or(0),
+            protocol: pm.protocol.unwrap_or_else(|| "tcp".into()),
+            host_ip: pm.host_ip,
+        })
+        .collect()
+}
+
+impl Runtime {
+    fn read_host_file(path: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    /// Inspects a container and checks it is one of our sandboxes.
+    pub(crate) async fn inspect_sandbox(
+        &self,
+        id: &str,
+    ) -> Result<Option<ContainerInspectResponse>> {
+        match self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) if is_sandbox(&inspect) => Ok(Some(inspect)),
+            Ok(_) => Ok(None),
+            Err(e) if is_docker_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::docker(format!("inspecting sandbox {id}"))(e)),
+        }
+    }
+
+    /// The sandbox from Docker, or from its checkpoint when the pause
+    /// container is gone. `None` when neither knows it.
+    pub(crate) async fn sandbox_details(&self, id: &str) -> Result<Option<SandboxDetails>> {
+        if let Some(inspect) = self.inspect_sandbox(id).await? {
+            let full_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
+            let name = inspect.name.clone().unwrap_or_default();
+            let metadata = naming::parse_sandbox_name(&name).ok_or_else(|| {
+                Error::Internal(format!("sandbox {full_id} has an unparsable name {name:?}"))
+            })?;
+            let host_network = inspect
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.as_deref())
+                == Some(NAMESPACE_MODE_HOST);
+            let checkpoint = self.read_checkpoint(&full_id);
+            return Ok(Some(SandboxDetails {
+                id: full_id,
+                metadata,
+                host_network,
+                pid: running_pid(&inspect),
+                inspect: Some(inspect),
+                checkpoint,
+            }));
+        }
+        Ok(self.read_checkpoint(id).map(|checkpoint| SandboxDetails {
+            id: id.to_string(),
+            metadata: PodSandboxMetadata {
+                name: checkpoint.name.clone(),
+                namespace: checkpoint.namespace.clone(),
+                uid: String::new(),
+                attempt: 0,
+            },
+            host_network: checkpoint.data().host_network,
+            pid: None,
+            inspect: None,
+            checkpoint: Some(checkpoint),
+        }))
+    }
+
+    /// A checkpoint that cannot be read is reported once and treated as
+    /// absent: it must never make a call fail.
+    fn read_checkpoint(&self, id: &str) -> Option<PodSandboxCheckpoint> {
+        match self.checkpoints.read(id) {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                if self
+                    .bad_checkpoints
+                    .lock()
+                    .expect("bad checkpoints")
+                    .insert(id.to_string())
+                {
+                    tracing::error!(sandbox_id = id, error = %e, "skipping unreadable sandbox checkpoint");
+                }
+                None
+            }
+        }
+    }
+
+    fn network_needs_teardown(&self, id: &str) -> bool {
+        self.network_ready.lock().expect("network state").get(id) != Some(&false)
+    }
+
+    fn set_network_ready(&self, id: &str, ready: bool) {
+        self.network_ready
+            .lock()
+            .expect("network state")
+            .insert(id.to_string(), ready);
+    }
+
+    pub async fn run_pod_sandbox(
+        &self,
+        config: &PodSandboxConfig,
+        runtime_handler: &str,
+    ) -> Result<String> {
+        let metadata = config
+            .metadata
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("config.metadata is required".into()))?;
+        for (field, value) in [
+            ("name", &metadata.name),
+            ("namespace", &metadata.namespace),
+            ("uid", &metadata.uid),
+        ] {
+            if value.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "metadata.{field} is required"
+                )));
+            }
+            if value.contains('_') {
+                return Err(Error::InvalidArgument(format!(
+                    "metadata.{field} {value:?} must not contain '_' (it separates the parts of Docker names)"
+                )));
+            }
+        }
+        let runtime = if runtime_handler.is_empty() {
+            None
+        } else if self.facts.runtimes.contains(runtime_handler) {
+            Some(runtime_handler)
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "runtime handler {runtime_handler:?} is not a Docker runtime (known: {})",
+                self.facts
+                    .runtimes
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let name = naming::sandbox_name(metadata);
+        let _pod_lock = self.locks.lock(&format!("run:{name}")).await;
+
+        self.ensure_image(&self.settings.pod_infra_image).await?;
+        let read_file = Self::read_host_file;
+        let options = translate::sandbox::SandboxOptions {
+            image: &self.settings.pod_infra_image,
+            network_plugin: &self.settings.network_plugin,
+            cgroup_driver: self.facts.cgroup_driver,
+            oom_score_adj: self.oom.clamp(translate::sandbox::SANDBOX_OOM_SCORE_ADJ),
+            runtime,
+            read_file: &read_file,
+        };
+        let (name, body) = translate::sandbox::create_body(config, &options)?;
+        let id = self.create_container_named(&name, body).await?;
+        let span = tracing::info_span!("sandbox", pod_sandbox_id = %id, pod = %format!("{}/{}", metadata.namespace, metadata.name));
+        let _id_lock = self.locks.lock(&id).await;
+        match self
+            .start_sandbox(&id, config)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(()) => {
+                span.in_scope(|| tracing::info!("sandbox ready"));
+                Ok(id)
+            }
+            Err(e) => {
+                span.in_scope(|| tracing::warn!(error = %e, "sandbox failed to start; undoing"));
+                self.discard_sandbox(&id).instrument(span).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates a container; on a name conflict with a dead container of the
+    /// same name, removes it and tries once more (cri-dockerd does the same).
+    pub(crate) async fn create_container_named(
+        &self,
+        name: &str,
+        body: bollard::models::ContainerCreateBody,
+    ) -> Result<String> {
+        let options = || {
+            Some(CreateContainerOptions {
+                name: Some(name.to_string()),
+                ..Default::default()
+            })
+        };
+        match self.docker.create_container(options(), body.clone()).await {
+            Ok(created) => return Ok(created.id),
+            Err(e) if is_docker_conflict(&e) => {
+                let existing = self
+                    .docker
+                    .inspect_container(name, None::<InspectContainerOptions>)
+                    .await
+                    .map_err(Error::docker(format!(
+                        "inspecting conflicting container {name}"
+                    )))?;
+                if running_pid(&existing).is_some() {
+                    return Err(Error::AlreadyExists(format!(
+                        "container {name} already exists and is running ({})",
+                        existing.id.unwrap_or_default()
+                    )));
+                }
+                tracing::info!(name, "removing a dead container whose name is taken");
+                self.docker
+                    .remove_container(
+                        name,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            v: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+                    .map_err(Error::docker(format!(
+                        "removing conflicting container {name}"
+                    )))?;
+            }
+            Err(e) => return Err(Error::docker(format!("creating container {name}"))(e)),
+        }
+        self.docker
+            .create_container(options(), body)
+            .await
+            .map(|c| c.id)
+            .map_err(Error::docker(format!("creating container {name}")))
+    }
+
+    async fn start_sandbox(&self, id: &str, config: &PodSandboxConfig) -> Result<()> {
+        let metadata = config.metadata.as_ref().expect("validated");
+        let checkpoint = PodSandboxCheckpoint::new(
+            &metadata.namespace,
+            &metadata.name,
+            translate::sandbox::checkpoint_data(config),
+        );
+        self.checkpoints.write(id, &checkpoint)?;
+        self.docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(Error::docker("starting the sandbox container"))?;
+        let inspect = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(Error::docker("inspecting the sandbox container"))?;
+        if let Some(dns) = &config.dns_config {
+            self.rewrite_resolv_conf(&inspect, dns)?;
+        }
+        if translate::sandbox::is_host_network(config) {
+            return Ok(());
+        }
+        let Some(cni) = &self.cni else {
+            return Ok(());
+        };
+        let pid = running_pid(&inspect).ok_or_else(|| {
+            Error::Internal("the sandbox container is not running after start".into())
+        })?;
+        let pod = PodRef {
+            namespace: metadata.namespace.clone(),
+            name: metadata.name.clone(),
+            uid: metadata.uid.clone(),
+            sandbox_id: id.to_string(),
+        };
+        let ports = cni_ports(Some(&checkpoint));
+        self.set_network_ready(id, true);
+        let network = cni
+            .setup(&pod, &format!("/proc/{pid}/ns/net"), &ports)
+            .await?;
+        tracing::info!(network = %network.network_name, ips = ?network.ips, "pod network attached");
+        Ok(())
+    }
+
+    /// Docker generated the pod's resolv.conf at start; cri-dockerd
+    /// overwrites it in place (containers bind-mount that very file).
+    fn rewrite_resolv_conf(
+        &self,
+        inspect: &ContainerInspectResponse,
+        dns: &k8s_cri::v1::DnsConfig,
+    ) -> Result<()> {
+        let Some(content) =
+            translate::sandbox::resolv_conf(&dns.servers, &dns.searches, &dns.options)
+        else {
+            return Ok(());
+        };
+        let path = inspect.resolv_conf_path.as_deref().unwrap_or_default();
+        if path.is_empty() {
+            return Err(Error::Internal(
+                "Docker reported no resolv.conf path for the sandbox".into(),
+            ));
+        }
+        std::fs::write(path, content).map_err(Error::io(format!(
+            "rewriting {path} (is Docker's data root visible to cri-dockerd-rs?)"
+        )))
+    }
+
+    /// Undoes a half-made sandbox: network, container, checkpoint.
+    async fn discard_sandbox(&self, id: &str) {
+        if self.network_needs_teardown(id)
+            && self
+                .network_ready
+                .lock()
+                .expect("network state")
+                .contains_key(id)
+        {
+            // setup() cleans up after itself; this covers a failure after it.
+            if let (Some(cni), Ok(Some(details))) = (&self.cni, self.sandbox_details(id).await) {
+                let pod = PodRef {
+                    namespace: details.metadata.namespace,
+                    name: details.metadata.name,
+                    uid: details.metadata.uid,
+                    sandbox_id: id.to_string(),
+                };
+                let netns = details.pid.map(|pid| format!("/proc/{pid}/ns/net"));
+                if let Err(e) = cni
+                    .teardown(
+                        &pod,
+                        netns.as_deref(),
+                        &cni_ports(details.checkpoint.as_ref()),
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "network cleanup failed");
+                }
+            }
+        }
+        if let Err(e) = self
+            .docker
+            .remove_container(
+                id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            && !is_docker_not_found(&e)
+        {
+            tracing::warn!(error = %e, "removing the failed sandbox container failed");
+        }
+        if let Err(e) = self.checkpoints.remove(id) {
+            tracing::warn!(error = %e, "removing the failed sandbox's checkpoint failed");
+        }
+        self.network_ready.lock().expect("network state").remove(id);
+    }
+
+    /// Ids of the containers of a pod (not the pause container).
+    pub(crate) async fn pod_container_ids(
+        &self,
+        sandbox_id: &str,
+        running_only: bool,
+    ) -> Result<Vec<String>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!(
+                    "{}={}",
+                    labels::CONTAINER_TYPE,
+                    labels::CONTAINER_TYPE_CONTAINER
+                ),
+                format!("{}={sandbox_id}", labels::SANDBOX_ID),
+            ],
+        )]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: !running_only,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(Error::docker("listing the pod's containers"))?;
+        Ok(containers.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    pub async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
+        let resolved = self
+            .inspect_sandbox(id)
+            .await?
+            .and_then(|i| i.id)
+            .unwrap_or_else(|| id.to_string());
+        let _lock = self.locks.lock(&resolved).await;
+        let Some(details) = self.sandbox_details(&resolved).await? else {
+            tracing::info!(
+                pod_sandbox_id = id,
+                "neither a sandbox container nor a checkpoint exists; nothing to stop"
+            );
+            return Ok(());
+        };
+        let span = tracing::info_span!("sandbox", pod_sandbox_id = %details.id);
+        async {
+            for container in self.pod_container_ids(&details.id, true).await? {
+                self.stop_container(&container, SANDBOX_STOP_TIMEOUT_SECS as i64)
+                    .await?;
+            }
+            self.teardown_network(&details).await?;
+            if details.inspect.is_some() {
+                match self
+                    .docker
+                    .stop_container(
+                        &details.id,
+                        Some(StopContainerOptions {
+                            t: Some(SANDBOX_STOP_TIMEOUT_SECS),
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if is_docker_not_modified(&e) => {}
+                    Err(e) if is_docker_not_found(&e) => {
+                        self.checkpoints.remove(&details.id)?;
+                    }
+                    Err(e) => return Err(Error::docker("stopping the sandbox container")(e)),
+                }
+            } else {
+                // Only the checkpoint was left; its network is gone now.
+                self.checkpoints.remove(&details.id)?;
+            }
+            tracing::info!("sandbox stopped");
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn teardown_network(&self, details: &SandboxDetails) -> Result<()> {
+        if details.host_network || !self.network_needs_teardown(&details.id) {
+            return Ok(());
+        }
+        let Some(cni) = &self.cni else {
+            return Ok(());
+        };
+        let pod = PodRef {
+            namespace: details.metadata.namespace.clone(),
+            name: details.metadata.name.clone(),
+            uid: details.metadata.uid.clone(),
+            sandbox_id: details.id.clone(),
+        };
+        let netns = details.pid.map(|pid| format!("/proc/{pid}/ns/net"));
+        cni.teardown(
+            &pod,
+            netns.as_deref(),
+            &cni_ports(details.checkpoint.as_ref()),
+        )
+        .await?;
+        self.set_network_ready(&details.id, false);
+        Ok(())
+    }
+
+    pub async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
+        let resolved = self
+            .inspect_sandbox(id)
+            .await?
+            .and_then(|i| i.id)
+            .unwrap_or_else(|| id.to_string());
+        let _lock = self.locks.lock(&resolved).await;
+        let span = tracing::info_span!("sandbox", pod_sandbox_id = %resolved);
+        async {
+            for container in self.pod_container_ids(&resolved, false).await? {
+                self.remove_container(&container).await?;
+            }
+            if let Some(details) = self.sandbox_details(&resolved).await? {
+                self.teardown_network(&details).await?;
+            }
+            match self
+                .docker
+                .remove_container(
+                    &resolved,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if is_docker_not_found(&e) => {}
+                Err(e) => return Err(Error::docker("removing the sandbox container")(e)),
+            }
+            self.checkpoints.remove(&resolved)?;
+            self.network_ready
+                .lock()
+                .expect("network state")
+                .remove(&resolved);
+            self.bad_checkpoints
+                .lock()
+                .expect("bad checkpoints")
+                .remove(&resolved);
+            tracing::info!("sandbox removed");
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn sandbox_ips(&self, details: &SandboxDetails) -> Vec<String> {
+        if details.host_network || details.pid.is_none() {
+            return Vec::new();
+        }
+        match (&self.settings.network_plugin, &self.cni) {
+            (NetworkPlugin::Cni, Some(cni)) => cni
+                .cached_network(&details.id)
+                .map(|n| n.ips.iter().map(|ip| ip.to_string()).collect())
+                .unwrap_or_default(),
+            _ => details
+                .inspect
+                .as_ref()
+                .and_then(|i| i.network_settings.as_ref())
+                .and_then(|n| n.networks.as_ref())
+                .into_iter()
+                .flat_map(|nets| nets.values())
+                .filter_map(|n| n.ip_address.clone())
+                .filter(|ip| !ip.is_empty())
+                .collect(),
+        }
+    }
+
+    pub async fn pod_sandbox_status(
+        &self,
+        id: &str,
+        verbose: bool,
+    ) -> Result<PodSandboxStatusResponse> {
+        let details = self
+            .sandbox_details(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))?;
+        let ips = self.sandbox_ips(&details);
+        let (state, created_at, docker_labels, host) = match &details.inspect {
+            Some(inspect) => (
+                if details.pid.is_some() {
+                    PodSandboxState::SandboxReady
+                } else {
+                    PodSandboxState::SandboxNotready
+                },
+                rfc3339_to_ns(inspect.created.as_deref().unwrap_or_default()),
+                inspect
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.clone())
+                    .unwrap_or_default(),
+                inspect.host_config.clone().unwrap_or_default(),
+            ),
+            None => (
+                PodSandboxState::SandboxNotready,
+                0,
+                HashMap::new(),
+                Default::default(),
+            ),
+        };
+        let (cri_labels, annotations) = labels::extract_labels(&docker_labels);
+        let mode = |value: Option<&str>, host_mode: NamespaceMode, otherwise: NamespaceMode| {
+            if value == Some(NAMESPACE_MODE_HOST) {
+                host_mode as i32
+            } else {
+                otherwise as i32
+            }
+        };
+        let network_mode = if details.host_network {
+            Some(NAMESPACE_MODE_HOST)
+        } else {
+            host.network_mode.as_deref()
+        };
+        let namespace_options = NamespaceOption {
+            network: mode(network_mode, NamespaceMode::Node, NamespaceMode::Pod),
+            pid: mode(
+                host.pid_mode.as_deref(),
+                NamespaceMode::Node,
+                NamespaceMode::Container,
+            ),
+            ipc: mode(
+                host.ipc_mode.as_deref(),
+                NamespaceMode::Node,
+                NamespaceMode::Pod,
+            ),
+            ..Default::default()
+        };
+        let runtime_handler = host
+            .runtime
+            .clone()
+            .filter(|r| *r != self.facts.default_runtime)
+            .unwrap_or_default();
+        let mut info = HashMap::new();
+        if verbose {
+            let detail = serde_json::json!({
+                "pid": details.pid.unwrap_or(0),
+                "image": details.inspect.as_ref().and_then(|i| i.config.as_ref()).and_then(|c| c.image.clone()),
+                "runtimeHandler": runtime_handler,
+                "hostNetwork": details.host_network,
+                "netns": details.pid.map(|pid| format!("/proc/{pid}/ns/net")),
+                "cniNetwork": self.cni.as_ref().and_then(|c| c.cached_network(&details.id)).map(|n| n.network_name),
+                "checkpoint": details.checkpoint.as_ref().map(|c| serde_json::json!({"name": c.name, "namespace": c.namespace, "data": c.data})),
+                "sandboxOnlyInCheckpoint": details.inspect.is_none(),
+            });
+            info.insert("info".to_string(), detail.to_string());
+        }
+        let mut ips = ips.into_iter();
+        let status = PodSandboxStatus {
+            id: details.id.clone(),
+            metadata: Some(details.metadata.clone()),
+            state: state as i32,
+            created_at,
+            network: Some(PodSandboxNetworkStatus {
+                ip: ips.next().unwrap_or_default(),
+                additional_ips: ips.map(|ip| PodIp { ip }).collect(),
+            }),
+            linux: Some(LinuxPodSandboxStatus {
+                namespaces: Some(Namespace {
+                    options: Some(namespace_options),
+                }),
+            }),
+            labels: cri_labels,
+            annotations,
+            runtime_handler,
+        };
+        Ok(PodSandboxStatusResponse {
+            status: Some(status),
+            info,
+            ..Default::default()
+        })
+    }
+
+    pub async fn list_pod_sandbox(
+        &self,
+        filter: Option<&PodSandboxFilter>,
+    ) -> Result<Vec<PodSandbox>> {
+        let mut label_filters = vec![format!(
+            "{}={}",
+            labels::CONTAINER_TYPE,
+            labels::CONTAINER_TYPE_SANDBOX
+        )];
+        let mut docker_filters = HashMap::new();
+        let mut all = true;
+        let mut only_not_ready = false;
+        if let Some(filter) = filter {
+            if !filter.id.is_empty() {
+                docker_filters.insert("id".to_string(), vec![filter.id.clone()]);
+            }
+            if let Some(state) = &filter.state {
+                if state.state == PodSandboxState::SandboxReady as i32 {
+                    all = false;
+                } else {
+                    only_not_ready = true;
+                }
+            }
+            label_filters.extend(
+                filter
+                    .label_selector
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}")),
+            );
+        }
+        let checkpoint_ids_allowed = filter.is_none_or(|f| f.label_selector.is_empty() && all);
+        // Checkpoints first: a sandbox being created right now must not show
+        // up as checkpoint-only.
+        let checkpoint_ids = if checkpoint_ids_allowed {
+            self.checkpoints.list()?
+        } else {
+            Vec::new()
+        };
+        docker_filters.insert("label".to_string(), label_filters);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all,
+                filters: Some(docker_filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(Error::docker("listing sandboxes"))?;
+        let mut items = Vec::with_capacity(containers.len());
+        let mut seen = std::collections::HashSet::new();
+        for c in containers {
+            let Some(id) = c.id.clone() else { continue };
+            let Some(metadata) = naming::parse_sandbox_name(naming::first_name(c.names.as_ref()))
+            else {
+                tracing::debug!(
+                    id,
+                    "skipping a sandbox-labelled container with a foreign name"
+                );
+                continue;
+            };
+            let ready = c.state == Some(ContainerSummaryStateEnum::RUNNING);
+            seen.insert(id.clone());
+            if only_not_ready && ready {
+                continue;
+            }
+            let (cri_labels, annotations) = labels::extract_labels(&c.labels.unwrap_or_default());
+            items.push(PodSandbox {
+                id,
+                metadata: Some(metadata),
+                state: if ready {
+                    PodSandboxState::SandboxReady
+                } else {
+                    PodSandboxState::SandboxNotready
+                } as i32,
+                // The list API has seconds only, as in cri-dockerd.
+                created_at: c.created.unwrap_or(0) * 1_000_000_000,
+                labels: cri_labels,
+                annotations,
+                runtime_handler: String::new(),
+            });
+        }
+        let id_prefix = filter.map(|f| f.id.as_str()).unwrap_or("");
+        for id in checkpoint_ids {
+            if seen.contains(&id) || !id.starts_with(id_prefix) {
+                continue;
+            }
+            let Some(checkpoint) = self.read_checkpoint(&id) else {
+                continue;
+            };
+            items.push(PodSandbox {
+                id,
+                metadata: Some(PodSandboxMetadata {
+                    name: checkpoint.name,
+                    namespace: checkpoint.namespace,
+                    uid: String::new(),
+                    attempt: 0,
+                }),
+                state: PodSandboxState::SandboxNotready as i32,
+                ..Default::default()
+            });
+        }
+        Ok(items)
+    }
+}
