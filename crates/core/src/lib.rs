@@ -2,6 +2,7 @@
 //! Docker's container names and labels are the source of truth; the only
 //! local state is cri-dockerd's sandbox checkpoints and the CNI result cache.
 
+mod caps;
 pub mod checkpoint;
 pub mod config;
 mod container;

@@ -458,7 +458,7 @@ async fn stop_and_remove_are_idempotent_and_serialised() {
     .unwrap();
     let mut calls = Vec::new();
     for n in 0..6 {
-        let client = shim.runtime.clone();
+        let mut client = shim.runtime.clone();
         let id = id.clone();
         calls.push(tokio::spawn(async move {
             if n % 2 == 0 {

@@ -1,1 +1,706 @@
-pub fn _placeholder() {}
+//! ContainerConfig (+ the pod's PodSandboxConfig) → Docker's create body, as
+//! cri-dockerd's CreateContainer builds it.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, HealthConfig, HostConfig, HostConfigLogConfig, Mount,
+    MountBindOptions, MountBindOptionsPropagationEnum, MountType, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use k8s_cri::v1::{
+    ContainerConfig, LinuxContainerResources, MountPropagation, NamespaceMode, PodSandboxConfig,
+};
+
+use super::security::{self, Seccomp};
+use super::{NAMESPACE_MODE_HOST, cgroup_parent, container_mode};
+use crate::error::{Error, Result};
+use crate::facts::CgroupDriver;
+use crate::labels;
+use crate::naming;
+
+/// Docker keeps its own copy of the logs bounded; the CRI log file is ours.
+pub const DOCKER_LOG_MAX_SIZE: &str = "10m";
+pub const DOCKER_LOG_MAX_FILE: &str = "2";
+
+pub struct ContainerOptions<'a> {
+    pub sandbox_id: &'a str,
+    pub cgroup_driver: CgroupDriver,
+    /// Maps a requested OOM score to what the daemon can set.
+    pub clamp_oom_score_adj: &'a (dyn Fn(i64) -> i64 + Sync),
+    /// The sandbox's Docker runtime.
+    pub runtime: Option<&'a str>,
+    pub read_file: &'a (dyn Fn(&str) -> std::io::Result<Vec<u8>> + Sync),
+    pub supports_recursive_read_only: bool,
+    /// Capabilities this machine can grant, when it cannot grant all.
+    pub grantable_capabilities: Option<&'a [&'static str]>,
+}
+
+/// `<log_directory>/<log_path>`, the file the kubelet reads.
+pub fn log_path(config: &ContainerConfig, sandbox: &PodSandboxConfig) -> String {
+    if sandbox.log_directory.is_empty() || config.log_path.is_empty() {
+        return String::new();
+    }
+    std::path::Path::new(&sandbox.log_directory)
+        .join(&config.log_path)
+        .display()
+        .to_string()
+}
+
+fn bind_string(m: &k8s_cri::v1::Mount) -> String {
+    let mut attrs = Vec::new();
+    if m.readonly {
+        attrs.push("ro");
+    }
+    if m.selinux_relabel {
+        attrs.push("Z");
+    }
+    match MountPropagation::try_from(m.propagation) {
+        Ok(MountPropagation::PropagationBidirectional) => attrs.push("rshared"),
+        Ok(MountPropagation::PropagationHostToContainer) => attrs.push("rslave"),
+        _ => {}
+    }
+    let bind = format!("{}:{}", m.host_path, m.container_path);
+    if attrs.is_empty() {
+        bind
+    } else {
+        format!("{bind}:{}", attrs.join(","))
+    }
+}
+
+/// Binds in cri-dockerd's `host:container[:ro,Z,rshared]` form; recursive
+/// read-only needs the Mounts API (Docker API 1.44+).
+pub fn mounts(config: &ContainerConfig, supports_rro: bool) -> Result<(Vec<String>, Vec<Mount>)> {
+    let mut binds = Vec::new();
+    let mut api_mounts = Vec::new();
+    for m in &config.mounts {
+        if m.host_path.is_empty() || m.container_path.is_empty() {
+            return Err(Error::InvalidArgument(
+                "mounts need a host_path and a container_path".into(),
+            ));
+        }
+        if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
+            return Err(Error::InvalidArgument(format!(
+                "image volume mounts ({}) are not supported by Docker",
+                m.container_path
+            )));
+        }
+        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+            return Err(Error::InvalidArgument(
+                "id-mapped mounts are not supported by Docker".into(),
+            ));
+        }
+        if m.recursive_read_only {
+            if !m.readonly {
+                return Err(Error::InvalidArgument(format!(
+                    "recursive read-only mount {} must also be read-only",
+                    m.container_path
+                )));
+            }
+            if !supports_rro {
+                return Err(Error::InvalidArgument(format!(
+                    "recursive read-only mount {} needs Docker API 1.44 or later",
+                    m.container_path
+                )));
+            }
+            let propagation = match MountPropagation::try_from(m.propagation) {
+                Ok(MountPropagation::PropagationBidirectional) => {
+                    MountBindOptionsPropagationEnum::RSHARED
+                }
+                Ok(MountPropagation::PropagationHostToContainer) => {
+                    MountBindOptionsPropagationEnum::RSLAVE
+                }
+                _ => MountBindOptionsPropagationEnum::RPRIVATE,
+            };
+            api_mounts.push(Mount {
+                target: Some(m.container_path.clone()),
+                source: Some(m.host_path.clone()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                consistency: None,
+                bind_options: Some(MountBindOptions {
+                    propagation: Some(propagation),
+                    read_only_force_recursive: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            continue;
+        }
+        binds.push(bind_string(m));
+    }
+    Ok((binds, api_mounts))
+}
+
+/// Resources as `docker create` and `docker update` take them. Memory and
+/// swap are set equal unless a swap limit is given: no swap, as cri-dockerd.
+pub fn apply_resources(
+    host: &mut HostConfig,
+    r: &LinuxContainerResources,
+    clamp_oom: &dyn Fn(i64) -> i64,
+) {
+    let positive = |v: i64| (v > 0).then_some(v);
+    host.memory = positive(r.memory_limit_in_bytes);
+    host.memory_swap = if r.memory_swap_limit_in_bytes > 0 {
+        Some(r.memory_swap_limit_in_bytes)
+    } else {
+        positive(r.memory_limit_in_bytes)
+    };
+    host.cpu_shares = positive(r.cpu_shares);
+    host.cpu_quota = positive(r.cpu_quota);
+    host.cpu_period = positive(r.cpu_period);
+    host.cpuset_cpus = Some(r.cpuset_cpus.clone()).filter(|s| !s.is_empty());
+    host.cpuset_mems = Some(r.cpuset_mems.clone()).filter(|s| !s.is_empty());
+    host.oom_score_adj = Some(clamp_oom(r.oom_score_adj));
+}
+
+/// Capability lists for Docker; "ALL" becomes the explicit list of what the
+/// machine can grant when it cannot grant everything.
+fn capabilities(list: &[String], grantable: Option<&[&'static str]>) -> Option<Vec<String>> {
+    if list.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for cap in list {
+        match grantable {
+            Some(grantable) if cap.eq_ignore_ascii_case("ALL") => {
+                out.extend(grantable.iter().map(|c| c.to_string()));
+            }
+            _ => out.push(cap.clone()),
+        }
+    }
+    Some(out)
+}
+
+pub fn create_body(
+    config: &ContainerConfig,
+    sandbox: &PodSandboxConfig,
+    image: &str,
+    options: &ContainerOptions,
+) -> Result<(String, ContainerCreateBody)> {
+    let metadata = config
+        .metadata
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("container config has no metadata".into()))?;
+    let sandbox_metadata = sandbox
+        .metadata
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("sandbox config has no metadata".into()))?;
+    if metadata.name.is_empty() || metadata.name.contains('_') {
+        return Err(Error::InvalidArgument(format!(
+            "container name {:?} must be non-empty and free of '_'",
+            metadata.name
+        )));
+    }
+    let name = naming::container_name(sandbox_metadata, metadata);
+
+    let mut docker_labels = labels::make_labels(&config.labels, &config.annotations);
+    docker_labels.insert(
+        labels::CONTAINER_TYPE.into(),
+        labels::CONTAINER_TYPE_CONTAINER.into(),
+    );
+    docker_labels.insert(labels::CONTAINER_LOG_PATH.into(), log_path(config, sandbox));
+    docker_labels.insert(labels::SANDBOX_ID.into(), options.sandbox_id.into());
+
+    let (binds, api_mounts) = mounts(config, options.supports_recursive_read_only)?;
+    let mut host = HostConfig {
+        binds: Some(binds),
+        mounts: (!api_mounts.is_empty()).then_some(api_mounts),
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        }),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), DOCKER_LOG_MAX_SIZE.to_string()),
+                ("max-file".to_string(), DOCKER_LOG_MAX_FILE.to_string()),
+            ])),
+        }),
+        devices: Some(
+            config
+                .devices
+                .iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: Some(d.host_path.clone()),
+                    path_in_container: Some(d.container_path.clone()),
+                    cgroup_permissions: Some(d.permissions.clone()),
+                })
+                .collect(),
+        ),
+        cgroup_parent: sandbox
+            .linux
+            .as_ref()
+            .and_then(|l| cgroup_parent(&l.cgroup_parent, options.cgroup_driver)),
+        runtime: options.runtime.map(str::to_string),
+        oom_score_adj: Some((options.clamp_oom_score_adj)(0)),
+        ..Default::default()
+    };
+
+    // The pod's network, IPC and UTS come from the sandbox.
+    let sandbox_mode = container_mode(options.sandbox_id);
+    host.network_mode = Some(sandbox_mode.clone());
+    host.ipc_mode = Some(sandbox_mode.clone());
+
+    let linux = config.linux.as_ref();
+    let sc = linux.and_then(|l| l.security_context.as_ref());
+    let ns = sc.and_then(|s| s.namespace_options.as_ref());
+    let ns_mode = |v: Option<i32>, default: NamespaceMode| {
+        v.and_then(|v| NamespaceMode::try_from(v).ok())
+            .unwrap_or(default)
+    };
+    host.pid_mode = match ns_mode(ns.map(|n| n.pid), NamespaceMode::Container) {
+        NamespaceMode::Node => Some(NAMESPACE_MODE_HOST.into()),
+        NamespaceMode::Pod => Some(sandbox_mode.clone()),
+        NamespaceMode::Target => {
+            let target = ns.map(|n| n.target_id.as_str()).unwrap_or_default();
+            if target.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "PID namespace mode TARGET needs a target_id".into(),
+                ));
+            }
+            Some(container_mode(target))
+        }
+        NamespaceMode::Container => None,
+    };
+    if ns_mode(ns.map(|n| n.network), NamespaceMode::Pod) == NamespaceMode::Node {
+        host.uts_mode = Some(NAMESPACE_MODE_HOST.into());
+    }
+
+    if let Some(resources) = linux.and_then(|l| l.resources.as_ref()) {
+        apply_resources(&mut host, resources, options.clamp_oom_score_adj);
+    }
+
+    let mut user = None;
+    let mut security_opt = Vec::new();
+    if let Some(sc) = sc {
+        user = security::docker_user(
+            sc.run_as_user.as_ref().map(|v| v.value),
+            &sc.run_as_username,
+            sc.run_as_group.as_ref().map(|v| v.value),
+        )?;
+        host.group_add = (!sc.supplemental_groups.is_empty()).then(|| {
+            sc.supplemental_groups
+                .iter()
+                .map(|g| g.to_string())
+                .collect()
+        });
+        host.privileged = Some(sc.privileged);
+        host.readonly_rootfs = Some(sc.readonly_rootfs);
+        if let Some(caps) = &sc.capabilities {
+            host.cap_add = capabilities(&caps.add_capabilities, options.grantable_capabilities);
+            host.cap_drop = capabilities(&caps.drop_capabilities, None);
+        }
+        security_opt.extend(security::selinux_security_opts(sc.selinux_options.as_ref()));
+        #[allow(deprecated)]
+        let (legacy_apparmor, legacy_seccomp) = (&sc.apparmor_profile, &sc.seccomp_profile_path);
+        security_opt.extend(security::apparmor_security_opt(
+            sc.apparmor.as_ref(),
+            legacy_apparmor,
+        ));
+        if sc.no_new_privs {
+            security_opt.push("no-new-privileges".into());
+        }
+        if !sc.privileged {
+            host.masked_paths = Some(sc.masked_paths.clone()).filter(|p| !p.is_empty());
+            host.readonly_paths = Some(sc.readonly_paths.clone()).filter(|p| !p.is_empty());
+        }
+        let seccomp =
+            security::seccomp_choice(sc.seccomp.as_ref(), legacy_seccomp, Seccomp::Unconfined);
+        security_opt.extend(security::seccomp_security_opt(&seccomp, options.read_file)?);
+    } else {
+        // The kubelet's default, and cri-dockerd's for a missing profile.
+        security_opt.push("seccomp=unconfined".into());
+    }
+    host.security_opt = Some(security_opt);
+
+    let non_empty = |v: &[String]| (!v.is_empty()).then(|| v.to_vec());
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        entrypoint: non_empty(&config.command),
+        cmd: non_empty(&config.args),
+        env: Some(
+            config
+                .envs
+                .iter()
+                .map(|kv| format!("{}={}", kv.key, kv.value))
+                .collect(),
+        ),
+        working_dir: Some(config.working_dir.clone()).filter(|w| !w.is_empty()),
+        labels: Some(docker_labels),
+        open_stdin: Some(config.stdin),
+        stdin_once: Some(config.stdin_once),
+        tty: Some(config.tty),
+        user,
+        // Docker health checks are not the kubelet's probes.
+        healthcheck: Some(HealthConfig {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        }),
+        host_config: Some(host),
+        ..Default::default()
+    };
+    Ok((name, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::fixtures::{ctr, pod_ports, reference_inspect};
+    use k8s_cri::v1::{
+        Capability, Device, Int64Value, LinuxContainerConfig, LinuxContainerSecurityContext,
+        NamespaceOption, SeLinuxOption, SecurityProfile,
+    };
+
+    const SANDBOX: &str = "0bd9a3e1aa0a4af38b26f9145eed996cf0973b65c23c977cddf8bf3c117e4cdb";
+
+    fn options() -> ContainerOptions<'static> {
+        ContainerOptions {
+            sandbox_id: SANDBOX,
+            cgroup_driver: CgroupDriver::Cgroupfs,
+            clamp_oom_score_adj: &|v| v,
+            runtime: None,
+            read_file: &|_| Err(std::io::ErrorKind::NotFound.into()),
+            supports_recursive_read_only: false,
+            grantable_capabilities: None,
+        }
+    }
+
+    fn body(config: &ContainerConfig) -> ContainerCreateBody {
+        create_body(config, &pod_ports(), "img", &options())
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn reference_container_name_labels_and_host_config() {
+        let (name, body) = create_body(
+            &ctr(),
+            &pod_ports(),
+            "registry.k8s.io/pause:3.10",
+            &options(),
+        )
+        .unwrap();
+        let reference = reference_inspect("container.json");
+        assert_eq!(format!("/{name}"), reference["Name"]);
+        let ours = serde_json::to_value(&body).unwrap();
+        assert_eq!(ours["Labels"], reference["Config"]["Labels"]);
+        assert_eq!(ours["Env"], reference["Config"]["Env"]);
+        assert_eq!(ours["Image"], reference["Config"]["Image"]);
+        assert_eq!(
+            ours["Healthcheck"]["Test"],
+            reference["Config"]["Healthcheck"]["Test"]
+        );
+        let host = &ours["HostConfig"];
+        let theirs = &reference["HostConfig"];
+        // Unset fields are Docker's defaults.
+        let or_default =
+            |v: &serde_json::Value, d: serde_json::Value| if v.is_null() { d } else { v.clone() };
+        for key in ["SecurityOpt", "OomScoreAdj", "Binds", "Devices"] {
+            assert_eq!(host[key], theirs[key], "HostConfig.{key}");
+        }
+        for key in ["Privileged", "ReadonlyRootfs"] {
+            assert_eq!(
+                or_default(&host[key], false.into()),
+                theirs[key],
+                "HostConfig.{key}"
+            );
+        }
+        assert_eq!(
+            host["RestartPolicy"]["Name"],
+            theirs["RestartPolicy"]["Name"]
+        );
+        assert_eq!(host["LogConfig"]["Type"], theirs["LogConfig"]["Type"]);
+        // Where the CRI gives a reason to differ: a container always joins its
+        // pod (cri-dockerd only does when the config has a linux section), and
+        // Docker's own log copy is bounded.
+        assert_eq!(host["NetworkMode"], format!("container:{SANDBOX}"));
+        assert_eq!(host["IpcMode"], format!("container:{SANDBOX}"));
+        assert_eq!(host["LogConfig"]["Config"]["max-size"], DOCKER_LOG_MAX_SIZE);
+    }
+
+    #[test]
+    fn command_args_env_workdir_and_stdio() {
+        let mut c = ctr();
+        c.command = vec!["/bin/sh".into(), "-c".into()];
+        c.args = vec!["echo hi".into()];
+        c.working_dir = "/tmp".into();
+        c.stdin = true;
+        c.stdin_once = true;
+        c.tty = true;
+        let b = body(&c);
+        assert_eq!(b.entrypoint.unwrap(), vec!["/bin/sh", "-c"]);
+        assert_eq!(b.cmd.unwrap(), vec!["echo hi"]);
+        assert_eq!(b.working_dir.as_deref(), Some("/tmp"));
+        assert_eq!(
+            (b.open_stdin, b.stdin_once, b.tty),
+            (Some(true), Some(true), Some(true))
+        );
+        let b = body(&ctr());
+        assert_eq!(
+            (b.entrypoint, b.cmd, b.working_dir),
+            (None, None, None),
+            "image defaults stay"
+        );
+    }
+
+    fn with_ns(pid: NamespaceMode, network: NamespaceMode, target: &str) -> ContainerConfig {
+        let mut c = ctr();
+        c.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    pid: pid as i32,
+                    network: network as i32,
+                    target_id: target.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    }
+
+    #[test]
+    fn pid_namespace_modes() {
+        let pid = |c: &ContainerConfig| body(c).host_config.unwrap().pid_mode;
+        assert_eq!(
+            pid(&with_ns(NamespaceMode::Pod, NamespaceMode::Pod, "")),
+            Some(format!("container:{SANDBOX}"))
+        );
+        assert_eq!(
+            pid(&with_ns(NamespaceMode::Container, NamespaceMode::Pod, "")),
+            None
+        );
+        assert_eq!(
+            pid(&with_ns(NamespaceMode::Node, NamespaceMode::Pod, "")).as_deref(),
+            Some("host")
+        );
+        assert_eq!(
+            pid(&with_ns(NamespaceMode::Target, NamespaceMode::Pod, "abc")).as_deref(),
+            Some("container:abc")
+        );
+        assert!(
+            create_body(
+                &with_ns(NamespaceMode::Target, NamespaceMode::Pod, ""),
+                &pod_ports(),
+                "i",
+                &options()
+            )
+            .is_err()
+        );
+        let host = body(&with_ns(NamespaceMode::Container, NamespaceMode::Node, ""))
+            .host_config
+            .unwrap();
+        assert_eq!(host.uts_mode.as_deref(), Some("host"));
+    }
+
+    #[test]
+    fn mounts_with_readonly_relabel_and_propagation() {
+        let mut c = ctr();
+        let mount = |host: &str, ro: bool, relabel: bool, p: MountPropagation| k8s_cri::v1::Mount {
+            container_path: format!("/c{host}"),
+            host_path: host.into(),
+            readonly: ro,
+            selinux_relabel: relabel,
+            propagation: p as i32,
+            ..Default::default()
+        };
+        c.mounts = vec![
+            mount("/a", false, false, MountPropagation::PropagationPrivate),
+            mount(
+                "/b",
+                true,
+                true,
+                MountPropagation::PropagationHostToContainer,
+            ),
+            mount(
+                "/c",
+                false,
+                false,
+                MountPropagation::PropagationBidirectional,
+            ),
+        ];
+        assert_eq!(
+            body(&c).host_config.unwrap().binds.unwrap(),
+            vec!["/a:/c/a", "/b:/c/b:ro,Z,rslave", "/c:/c/c:rshared"]
+        );
+        let mut rro = mount("/r", true, false, MountPropagation::PropagationPrivate);
+        rro.recursive_read_only = true;
+        c.mounts = vec![rro];
+        assert!(matches!(
+            create_body(&c, &pod_ports(), "i", &options()),
+            Err(Error::InvalidArgument(_))
+        ));
+        let mut opts = options();
+        opts.supports_recursive_read_only = true;
+        let host = create_body(&c, &pod_ports(), "i", &opts)
+            .unwrap()
+            .1
+            .host_config
+            .unwrap();
+        let m = &host.mounts.unwrap()[0];
+        assert_eq!(
+            m.bind_options.as_ref().unwrap().read_only_force_recursive,
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn devices_and_resources() {
+        let mut c = ctr();
+        c.devices = vec![Device {
+            container_path: "/dev/xnull".into(),
+            host_path: "/dev/null".into(),
+            permissions: "rw".into(),
+        }];
+        c.linux = Some(LinuxContainerConfig {
+            resources: Some(LinuxContainerResources {
+                cpu_period: 100000,
+                cpu_quota: 50000,
+                cpu_shares: 512,
+                memory_limit_in_bytes: 64 << 20,
+                oom_score_adj: -997,
+                cpuset_cpus: "0".into(),
+                cpuset_mems: "0".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let mut opts = options();
+        opts.clamp_oom_score_adj = &|v: i64| v.max(0);
+        let host = create_body(&c, &pod_ports(), "i", &opts)
+            .unwrap()
+            .1
+            .host_config
+            .unwrap();
+        let d = &host.devices.unwrap()[0];
+        assert_eq!(
+            (
+                d.path_on_host.as_deref(),
+                d.path_in_container.as_deref(),
+                d.cgroup_permissions.as_deref()
+            ),
+            (Some("/dev/null"), Some("/dev/xnull"), Some("rw"))
+        );
+        assert_eq!(
+            (host.cpu_period, host.cpu_quota, host.cpu_shares),
+            (Some(100000), Some(50000), Some(512))
+        );
+        assert_eq!(
+            (host.memory, host.memory_swap),
+            (Some(64 << 20), Some(64 << 20))
+        );
+        assert_eq!(host.oom_score_adj, Some(0), "clamped");
+        assert_eq!(
+            (host.cpuset_cpus.as_deref(), host.cpuset_mems.as_deref()),
+            (Some("0"), Some("0"))
+        );
+    }
+
+    #[test]
+    fn security_context() {
+        let mut c = ctr();
+        c.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                capabilities: Some(Capability {
+                    add_capabilities: vec!["ALL".into()],
+                    drop_capabilities: vec!["ALL".into()],
+                    ..Default::default()
+                }),
+                run_as_user: Some(Int64Value { value: 1234 }),
+                run_as_group: Some(Int64Value { value: 5555 }),
+                supplemental_groups: vec![7, 8],
+                readonly_rootfs: true,
+                no_new_privs: true,
+                masked_paths: vec!["/proc/kcore".into()],
+                readonly_paths: vec!["/proc/sys".into()],
+                seccomp: Some(SecurityProfile {
+                    profile_type: 0,
+                    localhost_ref: String::new(),
+                }),
+                apparmor: Some(SecurityProfile {
+                    profile_type: 1,
+                    localhost_ref: String::new(),
+                }),
+                selinux_options: Some(SeLinuxOption {
+                    level: "s0:c1,c2".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let grantable = ["CAP_CHOWN", "CAP_KILL"];
+        let mut opts = options();
+        opts.grantable_capabilities = Some(&grantable);
+        let b = create_body(&c, &pod_ports(), "i", &opts).unwrap().1;
+        let host = b.host_config.unwrap();
+        assert_eq!(b.user.as_deref(), Some("1234:5555"));
+        assert_eq!(host.group_add.unwrap(), vec!["7", "8"]);
+        assert_eq!(
+            host.cap_add.unwrap(),
+            vec!["CAP_CHOWN", "CAP_KILL"],
+            "ALL is what the machine can grant"
+        );
+        assert_eq!(host.cap_drop.unwrap(), vec!["ALL"]);
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.masked_paths.unwrap(), vec!["/proc/kcore"]);
+        assert_eq!(host.readonly_paths.unwrap(), vec!["/proc/sys"]);
+        assert_eq!(
+            host.security_opt.unwrap(),
+            vec![
+                "label=level:s0:c1,c2",
+                "apparmor=unconfined",
+                "no-new-privileges"
+            ]
+        );
+    }
+
+    #[test]
+    fn privileged_ignores_masked_paths_and_keeps_all() {
+        let mut c = ctr();
+        c.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                privileged: true,
+                masked_paths: vec!["/proc/kcore".into()],
+                run_as_username: "tester".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let b = body(&c);
+        assert_eq!(b.user.as_deref(), Some("tester"));
+        let host = b.host_config.unwrap();
+        assert_eq!(host.privileged, Some(true));
+        assert_eq!(host.masked_paths, None);
+        assert_eq!(host.security_opt.unwrap(), vec!["seccomp=unconfined"]);
+    }
+
+    #[test]
+    fn bad_configs_are_invalid_arguments() {
+        let mut c = ctr();
+        c.metadata = None;
+        assert!(create_body(&c, &pod_ports(), "i", &options()).is_err());
+        let mut c = ctr();
+        c.metadata.as_mut().unwrap().name = "a_b".into();
+        assert!(create_body(&c, &pod_ports(), "i", &options()).is_err());
+        let mut c = ctr();
+        c.mounts = vec![k8s_cri::v1::Mount {
+            container_path: "/x".into(),
+            ..Default::default()
+        }];
+        assert!(create_body(&c, &pod_ports(), "i", &options()).is_err());
+    }
+
+    #[test]
+    fn log_path_joins_the_pod_directory() {
+        assert_eq!(
+            log_path(&ctr(), &pod_ports()),
+            "/var/log/pods/demo_web_0f5c4c2e-1b7a-4a53-9d36-5a1f0f4f7e11/app/2.log"
+        );
+        let mut pod = pod_ports();
+        pod.log_directory.clear();
+        assert_eq!(log_path(&ctr(), &pod), "");
+    }
+}
