@@ -12,8 +12,16 @@ pub const CONTAINER_LOG_PATH: &str = "io.kubernetes.container.logpath";
 pub const SANDBOX_ID: &str = "io.kubernetes.sandbox.id";
 pub const KUBERNETES_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 pub const ANNOTATION_PREFIX: &str = "annotation.";
+/// Resources Docker has no API for (hugepages, cgroup v2 unified keys),
+/// applied to the container's cgroup once it runs. Ours, not cri-dockerd's.
+pub const EXTRA_RESOURCES: &str = "io.kubernetes.cri-dockerd-rs.extra-resources";
 
-const INTERNAL_KEYS: [&str; 3] = [CONTAINER_TYPE, CONTAINER_LOG_PATH, SANDBOX_ID];
+const INTERNAL_KEYS: [&str; 4] = [
+    CONTAINER_TYPE,
+    CONTAINER_LOG_PATH,
+    SANDBOX_ID,
+    EXTRA_RESOURCES,
+];
 
 /// Merges CRI labels and annotations into one Docker label map (Docker has no
 /// annotations).

@@ -3,20 +3,24 @@
 //! local state is cri-dockerd's sandbox checkpoints and the CNI result cache.
 
 mod caps;
+mod cgroups;
 pub mod checkpoint;
 pub mod config;
 mod container;
 pub mod error;
+mod exec;
 mod facts;
 mod fs_usage;
 mod image;
 pub mod image_ref;
 pub mod labels;
 mod locks;
+pub mod logs;
 pub mod naming;
 mod oom;
 mod runtime;
 mod sandbox;
+mod stats;
 mod status;
 mod time;
 pub mod translate;

@@ -8,10 +8,12 @@ use bollard::Docker;
 
 use crate::checkpoint::CheckpointStore;
 use crate::config::{NetworkPlugin, RuntimeSettings};
+use crate::container::ImageNames;
 use crate::error::{Error, Result};
 use crate::facts::DockerFacts;
 use crate::fs_usage::UsageCache;
 use crate::locks::KeyedLocks;
+use crate::logs::LogManager;
 use crate::oom::OomPolicy;
 use cri_dockerd_cni::CniManager;
 
@@ -32,6 +34,11 @@ pub struct Runtime {
     pub(crate) network_ready: Mutex<HashMap<String, bool>>,
     /// Checkpoints already reported as unreadable.
     pub(crate) bad_checkpoints: Mutex<HashSet<String>>,
+    pub(crate) logs: LogManager,
+    pub(crate) image_names: ImageNames,
+    /// Per running container: what stats need without asking Docker again.
+    pub(crate) container_facts: Mutex<HashMap<String, Arc<crate::stats::ContainerFacts>>>,
+    pub(crate) stats: crate::stats::StatsState,
 }
 
 const VERSION_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -65,6 +72,7 @@ impl Runtime {
         let oom = OomPolicy::detect(settings.restrict_oom_score_adj);
         let image_fs = UsageCache::new(facts.root_dir.clone());
         let pod_cidr = Mutex::new(settings.pod_cidr.clone());
+        let docker_for_logs = docker.clone();
         Ok(Arc::new(Self {
             docker,
             settings,
@@ -78,6 +86,10 @@ impl Runtime {
             version_cache: Mutex::new(None),
             network_ready: Mutex::default(),
             bad_checkpoints: Mutex::default(),
+            logs: LogManager::new(docker_for_logs),
+            image_names: ImageNames::default(),
+            container_facts: Mutex::default(),
+            stats: crate::stats::StatsState::new(),
         }))
     }
 

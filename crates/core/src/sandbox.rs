@@ -453,10 +453,11 @@ impl Runtime {
         };
         let span = tracing::info_span!("sandbox", pod_sandbox_id = %details.id);
         async {
-            for container in self.pod_container_ids(&details.id, true).await? {
-                self.stop_container(&container, SANDBOX_STOP_TIMEOUT_SECS as i64)
-                    .await?;
-            }
+            // The kubelet has given the containers their grace period
+            // already; whatever still runs is killed, as containerd does.
+            let running = self.pod_container_ids(&details.id, true).await?;
+            futures::future::try_join_all(running.iter().map(|c| self.stop_container(c, 0)))
+                .await?;
             self.teardown_network(&details).await?;
             if details.inspect.is_some() {
                 match self

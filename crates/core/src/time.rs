@@ -12,6 +12,13 @@ pub fn rfc3339_to_ns(s: &str) -> i64 {
         .unwrap_or(0)
 }
 
+pub fn system_now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

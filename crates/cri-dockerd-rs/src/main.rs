@@ -66,6 +66,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = Runtime::new(docker, settings)
         .await
         .context("initialising the runtime")?;
+    {
+        // Containers keep logging while the shim is down: catch up.
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            if let Err(e) = runtime.resume_log_copies().await {
+                tracing::warn!(error = %e, "could not resume container log copies");
+            }
+        });
+    }
     let service = CriService::new(runtime);
 
     let listener = listener::Listener::bind(&cli.container_runtime_endpoint)?;

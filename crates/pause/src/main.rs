@@ -35,12 +35,11 @@ fn install(signal: libc::c_int, handler: extern "C" fn(libc::c_int), flags: libc
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    if let Some(arg) = args.next() {
-        if arg == "-v" || arg == "--version" {
-            println!("pause (cri-dockerd-rs) {}", env!("CARGO_PKG_VERSION"));
-            return;
-        }
+    if let Some(arg) = std::env::args().nth(1)
+        && (arg == "-v" || arg == "--version")
+    {
+        println!("pause (cri-dockerd-rs) {}", env!("CARGO_PKG_VERSION"));
+        return;
     }
 
     if unsafe { libc::getpid() } != 1 {

@@ -97,64 +97,141 @@ impl RuntimeService for CriService {
         )
     }
 
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id, container))]
     async fn create_container(
         &self,
-        _request: Request<CreateContainerRequest>,
+        request: Request<CreateContainerRequest>,
     ) -> Reply<CreateContainerResponse> {
-        unimplemented("CreateContainer")
+        let request = request.into_inner();
+        validate::non_empty(&request.pod_sandbox_id, "pod_sandbox_id")?;
+        let config = validate::required(request.config.as_ref(), "config")?;
+        let sandbox_config = validate::required(request.sandbox_config.as_ref(), "sandbox_config")?;
+        let span = tracing::Span::current();
+        span.record("pod_sandbox_id", request.pod_sandbox_id.as_str());
+        if let Some(m) = &config.metadata {
+            span.record("container", m.name.as_str());
+        }
+        reply(
+            self.runtime
+                .create_container(&request.pod_sandbox_id, config, sandbox_config)
+                .await
+                .map(|container_id| CreateContainerResponse { container_id }),
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(container_id))]
     async fn start_container(
         &self,
-        _request: Request<StartContainerRequest>,
+        request: Request<StartContainerRequest>,
     ) -> Reply<StartContainerResponse> {
-        unimplemented("StartContainer")
+        let id = request.into_inner().container_id;
+        validate::container_id(&id)?;
+        reply(
+            self.runtime
+                .start_container(&id)
+                .await
+                .map(|()| StartContainerResponse {}),
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(container_id))]
     async fn stop_container(
         &self,
-        _request: Request<StopContainerRequest>,
+        request: Request<StopContainerRequest>,
     ) -> Reply<StopContainerResponse> {
-        unimplemented("StopContainer")
+        let request = request.into_inner();
+        validate::container_id(&request.container_id)?;
+        reply(
+            self.runtime
+                .stop_container(&request.container_id, request.timeout)
+                .await
+                .map(|()| StopContainerResponse {}),
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(container_id))]
     async fn remove_container(
         &self,
-        _request: Request<RemoveContainerRequest>,
+        request: Request<RemoveContainerRequest>,
     ) -> Reply<RemoveContainerResponse> {
-        unimplemented("RemoveContainer")
+        let id = request.into_inner().container_id;
+        validate::container_id(&id)?;
+        reply(
+            self.runtime
+                .remove_container(&id)
+                .await
+                .map(|()| RemoveContainerResponse {}),
+        )
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_containers(
         &self,
-        _request: Request<ListContainersRequest>,
+        request: Request<ListContainersRequest>,
     ) -> Reply<ListContainersResponse> {
-        unimplemented("ListContainers")
+        let filter = request.into_inner().filter;
+        reply(
+            self.runtime
+                .list_containers(filter.as_ref())
+                .await
+                .map(|containers| ListContainersResponse { containers }),
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(container_id))]
     async fn container_status(
         &self,
-        _request: Request<ContainerStatusRequest>,
+        request: Request<ContainerStatusRequest>,
     ) -> Reply<ContainerStatusResponse> {
-        unimplemented("ContainerStatus")
+        let request = request.into_inner();
+        validate::container_id(&request.container_id)?;
+        reply(
+            self.runtime
+                .container_status(&request.container_id, request.verbose)
+                .await,
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(container_id))]
     async fn update_container_resources(
         &self,
-        _request: Request<UpdateContainerResourcesRequest>,
+        request: Request<UpdateContainerResourcesRequest>,
     ) -> Reply<UpdateContainerResourcesResponse> {
-        unimplemented("UpdateContainerResources")
+        let request = request.into_inner();
+        validate::container_id(&request.container_id)?;
+        let resources = validate::required(request.linux.as_ref(), "linux")?;
+        reply(
+            self.runtime
+                .update_container_resources(&request.container_id, resources)
+                .await
+                .map(|()| UpdateContainerResourcesResponse {}),
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(container_id))]
     async fn reopen_container_log(
         &self,
-        _request: Request<ReopenContainerLogRequest>,
+        request: Request<ReopenContainerLogRequest>,
     ) -> Reply<ReopenContainerLogResponse> {
-        unimplemented("ReopenContainerLog")
+        let id = request.into_inner().container_id;
+        validate::container_id(&id)?;
+        reply(
+            self.runtime
+                .reopen_container_log(&id)
+                .await
+                .map(|()| ReopenContainerLogResponse {}),
+        )
     }
 
-    async fn exec_sync(&self, _request: Request<ExecSyncRequest>) -> Reply<ExecSyncResponse> {
-        unimplemented("ExecSync")
+    #[tracing::instrument(skip_all, fields(container_id))]
+    async fn exec_sync(&self, request: Request<ExecSyncRequest>) -> Reply<ExecSyncResponse> {
+        let request = request.into_inner();
+        validate::container_id(&request.container_id)?;
+        reply(
+            self.runtime
+                .exec_sync(&request.container_id, &request.cmd, request.timeout)
+                .await,
+        )
     }
 
     async fn exec(&self, _request: Request<ExecRequest>) -> Reply<ExecResponse> {
@@ -172,32 +249,63 @@ impl RuntimeService for CriService {
         unimplemented("PortForward")
     }
 
+    #[tracing::instrument(skip_all, fields(container_id))]
     async fn container_stats(
         &self,
-        _request: Request<ContainerStatsRequest>,
+        request: Request<ContainerStatsRequest>,
     ) -> Reply<ContainerStatsResponse> {
-        unimplemented("ContainerStats")
+        let id = request.into_inner().container_id;
+        validate::container_id(&id)?;
+        reply(
+            self.runtime
+                .container_stats(&id)
+                .await
+                .map(|stats| ContainerStatsResponse { stats: Some(stats) }),
+        )
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_container_stats(
         &self,
-        _request: Request<ListContainerStatsRequest>,
+        request: Request<ListContainerStatsRequest>,
     ) -> Reply<ListContainerStatsResponse> {
-        unimplemented("ListContainerStats")
+        let filter = request.into_inner().filter;
+        reply(
+            self.runtime
+                .list_container_stats(filter.as_ref())
+                .await
+                .map(|stats| ListContainerStatsResponse { stats }),
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<PodSandboxStatsRequest>,
+        request: Request<PodSandboxStatsRequest>,
     ) -> Reply<PodSandboxStatsResponse> {
-        unimplemented("PodSandboxStats")
+        let id = request.into_inner().pod_sandbox_id;
+        validate::non_empty(&id, "pod_sandbox_id")?;
+        tracing::Span::current().record("pod_sandbox_id", id.as_str());
+        reply(
+            self.runtime
+                .pod_sandbox_stats(&id)
+                .await
+                .map(|stats| PodSandboxStatsResponse { stats: Some(stats) }),
+        )
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<ListPodSandboxStatsRequest>,
+        request: Request<ListPodSandboxStatsRequest>,
     ) -> Reply<ListPodSandboxStatsResponse> {
-        unimplemented("ListPodSandboxStats")
+        let filter = request.into_inner().filter;
+        reply(
+            self.runtime
+                .list_pod_sandbox_stats(filter.as_ref())
+                .await
+                .map(|stats| ListPodSandboxStatsResponse { stats }),
+        )
     }
 
     #[tracing::instrument(skip_all)]

@@ -21,3 +21,10 @@ pub(crate) fn image_name(spec: Option<&ImageSpec>) -> Result<&str, Status> {
     let spec = required(spec, "image")?;
     non_empty(&spec.image, "image.image")
 }
+
+/// A container id, recorded on the handler's span.
+pub(crate) fn container_id(id: &str) -> Result<&str, Status> {
+    non_empty(id, "container_id")?;
+    tracing::Span::current().record("container_id", id);
+    Ok(id)
+}

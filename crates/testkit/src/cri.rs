@@ -146,3 +146,167 @@ pub async fn docker_pid(docker: &bollard::Docker, id: &str) -> i64 {
         .and_then(|s| s.pid)
         .expect("pid")
 }
+
+/// Container helpers shared by the tests.
+pub mod containers {
+    use std::time::{Duration, Instant};
+
+    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+    use k8s_cri::v1::*;
+    use tonic::transport::Channel;
+
+    pub async fn create(
+        client: &RuntimeServiceClient<Channel>,
+        pod_id: &str,
+        config: ContainerConfig,
+        sandbox: &PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        client
+            .clone()
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod_id.into(),
+                config: Some(config),
+                sandbox_config: Some(sandbox.clone()),
+            })
+            .await
+            .map(|r| r.into_inner().container_id)
+    }
+
+    pub async fn start(client: &RuntimeServiceClient<Channel>, id: &str) {
+        client
+            .clone()
+            .start_container(StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .expect("StartContainer");
+    }
+
+    /// Create and start.
+    pub async fn run(
+        client: &RuntimeServiceClient<Channel>,
+        pod_id: &str,
+        config: ContainerConfig,
+        sandbox: &PodSandboxConfig,
+    ) -> String {
+        let id = create(client, pod_id, config, sandbox)
+            .await
+            .expect("CreateContainer");
+        start(client, &id).await;
+        id
+    }
+
+    pub async fn stop(client: &RuntimeServiceClient<Channel>, id: &str, timeout: i64) {
+        client
+            .clone()
+            .stop_container(StopContainerRequest {
+                container_id: id.into(),
+                timeout,
+            })
+            .await
+            .expect("StopContainer");
+    }
+
+    pub async fn remove(client: &RuntimeServiceClient<Channel>, id: &str) {
+        client
+            .clone()
+            .remove_container(RemoveContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .expect("RemoveContainer");
+    }
+
+    pub async fn status(client: &RuntimeServiceClient<Channel>, id: &str) -> ContainerStatus {
+        client
+            .clone()
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .expect("ContainerStatus")
+            .into_inner()
+            .status
+            .expect("status")
+    }
+
+    /// Polls ContainerStatus until the container has exited (30 s limit).
+    pub async fn wait_exited(client: &RuntimeServiceClient<Channel>, id: &str) -> ContainerStatus {
+        let started = Instant::now();
+        loop {
+            let s = status(client, id).await;
+            if s.state == ContainerState::ContainerExited as i32 {
+                return s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "container {id} did not exit: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn exec(
+        client: &RuntimeServiceClient<Channel>,
+        id: &str,
+        cmd: &[&str],
+    ) -> ExecSyncResponse {
+        client
+            .clone()
+            .exec_sync(ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout: 30,
+            })
+            .await
+            .expect("ExecSync")
+            .into_inner()
+    }
+
+    pub async fn exec_stdout(
+        client: &RuntimeServiceClient<Channel>,
+        id: &str,
+        cmd: &[&str],
+    ) -> String {
+        let out = exec(client, id, cmd).await;
+        assert_eq!(
+            out.exit_code,
+            0,
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A CRI log file's contents as the kubelet reads them: (stream, line),
+    /// with P parts joined to their F line.
+    pub fn parse_cri_log(text: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut pending: Option<(String, String)> = None;
+        for line in text.lines() {
+            let mut parts = line.splitn(4, ' ');
+            let (Some(ts), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
+            else {
+                panic!("malformed CRI log line {line:?}");
+            };
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+                "bad timestamp in {line:?}"
+            );
+            assert!(
+                stream == "stdout" || stream == "stderr",
+                "bad stream in {line:?}"
+            );
+            let text = parts.next().unwrap_or("");
+            let entry = pending.get_or_insert_with(|| (stream.to_string(), String::new()));
+            entry.1.push_str(text);
+            match tag {
+                "F" => out.push(pending.take().unwrap()),
+                "P" => {}
+                other => panic!("bad tag {other:?} in {line:?}"),
+            }
+        }
+        out
+    }
+}

@@ -154,6 +154,33 @@ pub fn apply_resources(
     host.oom_score_adj = Some(clamp_oom(r.oom_score_adj));
 }
 
+/// Limits Docker cannot set, kept in a label until the cgroup exists.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExtraResources {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hugepages: Vec<(String, u64)>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unified: std::collections::BTreeMap<String, String>,
+}
+
+impl ExtraResources {
+    pub fn of(r: &LinuxContainerResources) -> Option<Self> {
+        let extra = Self {
+            hugepages: r
+                .hugepage_limits
+                .iter()
+                .map(|h| (h.page_size.clone(), h.limit))
+                .collect(),
+            unified: r
+                .unified
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        (!extra.hugepages.is_empty() || !extra.unified.is_empty()).then_some(extra)
+    }
+}
+
 /// Capability lists for Docker; "ALL" becomes the explicit list of what the
 /// machine can grant when it cannot grant everything.
 fn capabilities(list: &[String], grantable: Option<&[&'static str]>) -> Option<Vec<String>> {
@@ -269,6 +296,12 @@ pub fn create_body(
 
     if let Some(resources) = linux.and_then(|l| l.resources.as_ref()) {
         apply_resources(&mut host, resources, options.clamp_oom_score_adj);
+        if let Some(extra) = ExtraResources::of(resources) {
+            docker_labels.insert(
+                labels::EXTRA_RESOURCES.into(),
+                serde_json::to_string(&extra).expect("serialisable"),
+            );
+        }
     }
 
     let mut user = None;
@@ -691,6 +724,33 @@ mod tests {
             ..Default::default()
         }];
         assert!(create_body(&c, &pod_ports(), "i", &options()).is_err());
+    }
+
+    #[test]
+    fn hugepages_and_unified_travel_in_a_label() {
+        let mut c = ctr();
+        c.linux = Some(LinuxContainerConfig {
+            resources: Some(LinuxContainerResources {
+                hugepage_limits: vec![k8s_cri::v1::HugepageLimit {
+                    page_size: "2MB".into(),
+                    limit: 4 << 20,
+                }],
+                unified: HashMap::from([("memory.high".to_string(), "1000000".to_string())]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let b = body(&c);
+        let label = &b.labels.unwrap()[labels::EXTRA_RESOURCES];
+        let extra: ExtraResources = serde_json::from_str(label).unwrap();
+        assert_eq!(extra.hugepages, vec![("2MB".to_string(), 4 << 20)]);
+        assert_eq!(extra.unified["memory.high"], "1000000");
+        assert!(
+            !body(&ctr())
+                .labels
+                .unwrap()
+                .contains_key(labels::EXTRA_RESOURCES)
+        );
     }
 
     #[test]

@@ -1,0 +1,502 @@
+//! Container and pod stats from cgroup files, /proc and the writable
+//! layer, without Docker's stats API: it samples for a second per container.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::ListContainersOptions;
+use k8s_cri::v1::{
+    ContainerAttributes, ContainerStats, ContainerStatsFilter, CpuUsage, FilesystemIdentifier,
+    FilesystemUsage, LinuxPodSandboxStats, MemoryUsage, NetworkInterfaceUsage, NetworkUsage,
+    PodSandboxAttributes, PodSandboxStats, PodSandboxStatsFilter, ProcessUsage, UInt64Value,
+};
+
+use crate::cgroups::{CgroupMounts, ContainerCgroup};
+use crate::error::{Error, Result};
+use crate::fs_usage;
+use crate::labels;
+use crate::naming;
+use crate::runtime::Runtime;
+use crate::sandbox::running_pid;
+
+const WRITABLE_LAYER_TTL: Duration = Duration::from_secs(10);
+const POD_INTERFACE: &str = "eth0";
+
+/// What stats need of a running container, cached so a stats call costs
+/// one Docker list, not an inspect per container.
+pub(crate) struct ContainerFacts {
+    pid: i64,
+    cgroup: ContainerCgroup,
+    upper_dir: Option<PathBuf>,
+    writable: Mutex<Option<(Instant, fs_usage::Usage)>>,
+}
+
+fn uint(value: u64) -> Option<UInt64Value> {
+    Some(UInt64Value { value })
+}
+
+fn now_ns() -> i64 {
+    crate::time::system_now_ns()
+}
+
+/// `/proc/<pid>/net/dev` shows the counters of that process's namespace.
+pub fn parse_net_dev(text: &str) -> Vec<NetworkInterfaceUsage> {
+    text.lines()
+        .skip(2)
+        .filter_map(|line| {
+            let (name, counters) = line.split_once(':')?;
+            let n: Vec<u64> = counters
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            (n.len() >= 16).then(|| NetworkInterfaceUsage {
+                name: name.trim().to_string(),
+                rx_bytes: uint(n[0]),
+                rx_errors: uint(n[2]),
+                tx_bytes: uint(n[8]),
+                tx_errors: uint(n[10]),
+            })
+        })
+        .collect()
+}
+
+pub(crate) struct StatsState {
+    mounts: CgroupMounts,
+    /// Last CPU sample per container, for usage_nano_cores.
+    last_cpu: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+impl StatsState {
+    pub fn new() -> Self {
+        Self {
+            mounts: CgroupMounts::detect(),
+            last_cpu: Mutex::default(),
+        }
+    }
+
+    pub fn mounts(&self) -> &CgroupMounts {
+        &self.mounts
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Sample {
+    cpu_ns: u64,
+    memory: Option<crate::cgroups::Memory>,
+    processes: u64,
+}
+
+impl Runtime {
+    async fn running_facts(&self, id: &str) -> Result<Option<Arc<ContainerFacts>>> {
+        let cached = self
+            .container_facts
+            .lock()
+            .expect("container facts")
+            .get(id)
+            .cloned();
+        if let Some(facts) = cached
+            && std::path::Path::new(&format!("/proc/{}", facts.pid)).exists()
+        {
+            return Ok(Some(facts));
+        }
+        let inspect = match self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(i) => i,
+            Err(e) if crate::error::is_docker_not_found(&e) => return Ok(None),
+            Err(e) => return Err(Error::docker(format!("inspecting {id}"))(e)),
+        };
+        let Some(pid) = running_pid(&inspect) else {
+            self.container_facts
+                .lock()
+                .expect("container facts")
+                .remove(id);
+            return Ok(None);
+        };
+        let cgroup = ContainerCgroup::of_process(pid, &self.stats.mounts, self.facts.cgroup_v2)
+            .map_err(Error::io(format!("reading the cgroups of {id}")))?;
+        let upper_dir = inspect
+            .graph_driver
+            .and_then(|g| g.data.get("UpperDir").cloned())
+            .map(PathBuf::from);
+        let facts = Arc::new(ContainerFacts {
+            pid,
+            cgroup,
+            upper_dir,
+            writable: Mutex::new(None),
+        });
+        self.container_facts
+            .lock()
+            .expect("container facts")
+            .insert(id.to_string(), facts.clone());
+        Ok(Some(facts))
+    }
+
+    fn sample(&self, facts: &ContainerFacts) -> Sample {
+        Sample {
+            cpu_ns: facts.cgroup.cpu_usage_ns().unwrap_or(0),
+            memory: facts.cgroup.memory(),
+            processes: facts.cgroup.process_count().unwrap_or(0),
+        }
+    }
+
+    fn cpu_usage(&self, id: &str, timestamp: i64, cpu_ns: u64) -> CpuUsage {
+        let previous = self
+            .stats
+            .last_cpu
+            .lock()
+            .expect("cpu samples")
+            .insert(id.to_string(), (timestamp, cpu_ns));
+        let nano_cores = previous.and_then(|(t, c)| {
+            let dt = (timestamp - t) as u64;
+            (dt > 0 && cpu_ns >= c).then(|| (cpu_ns - c) * 1_000_000_000 / dt)
+        });
+        CpuUsage {
+            timestamp,
+            usage_core_nano_seconds: uint(cpu_ns),
+            usage_nano_cores: nano_cores.and_then(uint),
+        }
+    }
+
+    fn memory_usage(timestamp: i64, memory: Option<crate::cgroups::Memory>) -> Option<MemoryUsage> {
+        let m = memory?;
+        Some(MemoryUsage {
+            timestamp,
+            working_set_bytes: uint(m.working_set),
+            available_bytes: m
+                .limit
+                .map(|l| l.saturating_sub(m.working_set))
+                .and_then(uint),
+            usage_bytes: uint(m.usage),
+            rss_bytes: uint(m.rss),
+            page_faults: uint(m.page_faults),
+            major_page_faults: uint(m.major_page_faults),
+        })
+    }
+
+    async fn writable_layer(
+        &self,
+        facts: &ContainerFacts,
+        timestamp: i64,
+    ) -> Option<FilesystemUsage> {
+        let upper = facts.upper_dir.clone()?;
+        let cached = *facts.writable.lock().expect("writable layer");
+        let usage = match cached {
+            Some((at, usage)) if at.elapsed() < WRITABLE_LAYER_TTL => usage,
+            _ => {
+                let dir = upper.clone();
+                let usage = tokio::task::spawn_blocking(move || fs_usage::measure(&dir))
+                    .await
+                    .ok()?
+                    .ok()?;
+                *facts.writable.lock().expect("writable layer") = Some((Instant::now(), usage));
+                usage
+            }
+        };
+        Some(FilesystemUsage {
+            timestamp,
+            fs_id: Some(FilesystemIdentifier {
+                mountpoint: self.facts.root_dir.display().to_string(),
+            }),
+            used_bytes: uint(usage.bytes),
+            inodes_used: uint(usage.inodes),
+        })
+    }
+
+    async fn one_container_stats(
+        &self,
+        attributes: ContainerAttributes,
+    ) -> Result<(ContainerStats, Sample)> {
+        let timestamp = now_ns();
+        let Some(facts) = self.running_facts(&attributes.id).await? else {
+            return Ok((
+                ContainerStats {
+                    attributes: Some(attributes),
+                    ..Default::default()
+                },
+                Sample::default(),
+            ));
+        };
+        let sample = self.sample(&facts);
+        let stats = ContainerStats {
+            cpu: Some(self.cpu_usage(&attributes.id, timestamp, sample.cpu_ns)),
+            memory: Self::memory_usage(timestamp, sample.memory),
+            writable_layer: self.writable_layer(&facts, timestamp).await,
+            swap: None,
+            attributes: Some(attributes),
+        };
+        Ok((stats, sample))
+    }
+
+    /// One Docker list for every running container matching the filter.
+    async fn running_attributes(
+        &self,
+        kind: &str,
+        id: &str,
+        sandbox_id: &str,
+        selector: &HashMap<String, String>,
+    ) -> Result<Vec<(ContainerAttributes, String)>> {
+        let mut label_filters = vec![format!("{}={kind}", labels::CONTAINER_TYPE)];
+        if !sandbox_id.is_empty() {
+            label_filters.push(format!("{}={sandbox_id}", labels::SANDBOX_ID));
+        }
+        label_filters.extend(selector.iter().map(|(k, v)| format!("{k}={v}")));
+        let mut filters = HashMap::from([("label".to_string(), label_filters)]);
+        if !id.is_empty() {
+            filters.insert("id".to_string(), vec![id.to_string()]);
+        }
+        let summaries = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: false,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(Error::docker("listing running containers"))?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|c| {
+                let name = naming::first_name(c.names.as_ref()).to_string();
+                let docker_labels = c.labels.unwrap_or_default();
+                let sandbox = docker_labels
+                    .get(labels::SANDBOX_ID)
+                    .cloned()
+                    .unwrap_or_default();
+                let (cri_labels, annotations) = labels::extract_labels(&docker_labels);
+                Some((
+                    ContainerAttributes {
+                        id: c.id?,
+                        metadata: naming::parse_container_name(&name),
+                        labels: cri_labels,
+                        annotations,
+                    },
+                    sandbox,
+                ))
+            })
+            .collect())
+    }
+
+    pub async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        let inspect = self.inspect_container_checked(id).await?;
+        let name = inspect.name.clone().unwrap_or_default();
+        let (cri_labels, annotations) = labels::extract_labels(
+            &inspect
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.clone())
+                .unwrap_or_default(),
+        );
+        let attributes = ContainerAttributes {
+            id: inspect.id.clone().unwrap_or_else(|| id.to_string()),
+            metadata: naming::parse_container_name(&name),
+            labels: cri_labels,
+            annotations,
+        };
+        Ok(self.one_container_stats(attributes).await?.0)
+    }
+
+    pub async fn list_container_stats(
+        &self,
+        filter: Option<&ContainerStatsFilter>,
+    ) -> Result<Vec<ContainerStats>> {
+        let empty = HashMap::new();
+        let (id, sandbox, selector) = filter
+            .map(|f| (f.id.as_str(), f.pod_sandbox_id.as_str(), &f.label_selector))
+            .unwrap_or(("", "", &empty));
+        let containers = self
+            .running_attributes(labels::CONTAINER_TYPE_CONTAINER, id, sandbox, selector)
+            .await?;
+        let stats = futures::future::join_all(
+            containers
+                .into_iter()
+                .map(|(attributes, _)| self.one_container_stats(attributes)),
+        )
+        .await;
+        stats.into_iter().map(|r| r.map(|(s, _)| s)).collect()
+    }
+
+    pub async fn pod_sandbox_stats(&self, id: &str) -> Result<PodSandboxStats> {
+        let details = self
+            .sandbox_details(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))?;
+        let (cri_labels, annotations) = labels::extract_labels(
+            &details
+                .inspect
+                .as_ref()
+                .and_then(|i| i.config.as_ref())
+                .and_then(|c| c.labels.clone())
+                .unwrap_or_default(),
+        );
+        let attributes = PodSandboxAttributes {
+            id: details.id.clone(),
+            metadata: Some(details.metadata.clone()),
+            labels: cri_labels,
+            annotations,
+        };
+        let containers = self
+            .running_attributes(
+                labels::CONTAINER_TYPE_CONTAINER,
+                "",
+                &details.id,
+                &HashMap::new(),
+            )
+            .await?;
+        self.pod_stats(
+            attributes,
+            details.pid,
+            containers.into_iter().map(|(a, _)| a).collect(),
+        )
+        .await
+    }
+
+    pub async fn list_pod_sandbox_stats(
+        &self,
+        filter: Option<&PodSandboxStatsFilter>,
+    ) -> Result<Vec<PodSandboxStats>> {
+        let empty = HashMap::new();
+        let (id, selector) = filter
+            .map(|f| (f.id.as_str(), &f.label_selector))
+            .unwrap_or(("", &empty));
+        let sandboxes = self
+            .running_attributes(labels::CONTAINER_TYPE_SANDBOX, id, "", selector)
+            .await?;
+        let containers = self
+            .running_attributes(labels::CONTAINER_TYPE_CONTAINER, "", "", &empty)
+            .await?;
+        let mut by_pod: HashMap<String, Vec<ContainerAttributes>> = HashMap::new();
+        for (attributes, sandbox) in containers {
+            by_pod.entry(sandbox).or_default().push(attributes);
+        }
+        let mut out = Vec::with_capacity(sandboxes.len());
+        for (sandbox, _) in sandboxes {
+            let pid = self.running_facts(&sandbox.id).await?.map(|f| f.pid);
+            let metadata = self
+                .docker
+                .inspect_container(
+                    &sandbox.id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+                .ok()
+                .and_then(|i| i.name)
+                .and_then(|n| naming::parse_sandbox_name(&n));
+            let attributes = PodSandboxAttributes {
+                id: sandbox.id.clone(),
+                metadata,
+                labels: sandbox.labels,
+                annotations: sandbox.annotations,
+            };
+            out.push(
+                self.pod_stats(
+                    attributes,
+                    pid,
+                    by_pod.remove(&sandbox.id).unwrap_or_default(),
+                )
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The pod's usage is its containers' plus the pause container's.
+    async fn pod_stats(
+        &self,
+        attributes: PodSandboxAttributes,
+        pause_pid: Option<i64>,
+        containers: Vec<ContainerAttributes>,
+    ) -> Result<PodSandboxStats> {
+        let timestamp = now_ns();
+        let mut total = Sample::default();
+        let mut memory_seen = false;
+        let mut add = |s: &Sample| {
+            total.cpu_ns += s.cpu_ns;
+            total.processes += s.processes;
+            if let Some(m) = s.memory {
+                memory_seen = true;
+                let t = total.memory.get_or_insert(crate::cgroups::Memory {
+                    usage: 0,
+                    working_set: 0,
+                    rss: 0,
+                    page_faults: 0,
+                    major_page_faults: 0,
+                    limit: None,
+                });
+                t.usage += m.usage;
+                t.working_set += m.working_set;
+                t.rss += m.rss;
+                t.page_faults += m.page_faults;
+                t.major_page_faults += m.major_page_faults;
+            }
+        };
+        if let Some(facts) = self.running_facts(&attributes.id).await? {
+            add(&self.sample(&facts));
+        }
+        let mut container_stats = Vec::with_capacity(containers.len());
+        for attributes in containers {
+            let (stats, sample) = self.one_container_stats(attributes).await?;
+            add(&sample);
+            container_stats.push(stats);
+        }
+        let network = pause_pid.and_then(|pid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
+            let interfaces: Vec<NetworkInterfaceUsage> = parse_net_dev(&text)
+                .into_iter()
+                .filter(|i| i.name != "lo")
+                .collect();
+            let default_interface = interfaces.iter().find(|i| i.name == POD_INTERFACE).cloned();
+            Some(NetworkUsage {
+                timestamp,
+                default_interface,
+                interfaces,
+            })
+        });
+        Ok(PodSandboxStats {
+            linux: Some(LinuxPodSandboxStats {
+                cpu: Some(self.cpu_usage(
+                    &format!("pod:{}", attributes.id),
+                    timestamp,
+                    total.cpu_ns,
+                )),
+                memory: if memory_seen {
+                    Self::memory_usage(timestamp, total.memory)
+                } else {
+                    None
+                },
+                network,
+                process: Some(ProcessUsage {
+                    timestamp,
+                    process_count: uint(total.processes),
+                }),
+                containers: container_stats,
+            }),
+            attributes: Some(attributes),
+            windows: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_dev_counters() {
+        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n  eth0:    2000      20    3    0    0     0          0         0     4000      40    5    0    0     0       0          0\n";
+        let all = parse_net_dev(text);
+        let eth0 = all.iter().find(|i| i.name == "eth0").unwrap();
+        assert_eq!(eth0.rx_bytes, uint(2000));
+        assert_eq!(eth0.rx_errors, uint(3));
+        assert_eq!(eth0.tx_bytes, uint(4000));
+        assert_eq!(eth0.tx_errors, uint(5));
+        assert_eq!(all.len(), 2);
+    }
+}
