@@ -617,6 +617,31 @@ impl AsyncWrite for StreamWriter {
     }
 }
 
+/// A writer dropped without shutdown still ends its stream with FIN, after
+/// whatever it queued: the peer must not wait forever.
+impl Drop for StreamWriter {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Some(sender) = self.sender.get_ref().cloned() else {
+            return;
+        };
+        let frame = Frame::Data {
+            stream_id: self.id,
+            fin: true,
+            data: Bytes::new(),
+        };
+        if let Err(mpsc::error::TrySendError::Full(frame)) = sender.try_send(frame)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = sender.send(frame).await;
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

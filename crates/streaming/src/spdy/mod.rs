@@ -1,7 +1,7 @@
 //! SPDY/3.1, the multiplexing protocol kubectl, crictl and the kubelet
 //! speak for exec, attach and port-forward.
 
-mod conn;
+pub mod conn;
 mod dictionary;
 pub mod frame;
 
