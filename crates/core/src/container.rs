@@ -31,6 +31,10 @@ use crate::translate;
 /// How long ContainerStatus waits for the log copy of an exited container.
 const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(10);
 const IMAGE_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How recently a container must have died for a late OOM event to matter,
+/// and how long to wait for one.
+const LATE_OOM_WINDOW: Duration = Duration::from_secs(2);
+const LATE_OOM_WAIT: Duration = Duration::from_secs(1);
 
 /// Docker's image ID prefixes in the CRI's image_ref, as cri-dockerd writes them.
 const DOCKER_IMAGE_ID_PREFIX: &str = "docker://";
@@ -349,6 +353,43 @@ impl Runtime {
         Ok(containers)
     }
 
+    /// Docker records an OOM kill when it processes the OOM event, which
+    /// can come after the exit: a memory-limited container that just died of
+    /// SIGKILL may not show `OOMKilled` yet.
+    fn oom_event_may_be_late(&self, inspect: &ContainerInspectResponse) -> bool {
+        let state = inspect.state.clone().unwrap_or_default();
+        let limited = inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.memory)
+            .unwrap_or(0)
+            > 0;
+        let finished = rfc3339_to_ns(state.finished_at.as_deref().unwrap_or_default());
+        let recent = finished > 0
+            && crate::time::system_now_ns() - finished < LATE_OOM_WINDOW.as_nanos() as i64;
+        limited
+            && recent
+            && state.running != Some(true)
+            && state.exit_code == Some(137)
+            && state.oom_killed != Some(true)
+    }
+
+    async fn wait_for_late_oom(
+        &self,
+        id: &str,
+        mut inspect: ContainerInspectResponse,
+    ) -> Result<ContainerInspectResponse> {
+        let started = Instant::now();
+        while started.elapsed() < LATE_OOM_WAIT {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            inspect = self.inspect_container_checked(id).await?;
+            if inspect.state.as_ref().and_then(|s| s.oom_killed) == Some(true) {
+                break;
+            }
+        }
+        Ok(inspect)
+    }
+
     /// RepoTags and RepoDigests of an image ID, cached for a short while.
     async fn image_names(&self, image_id: &str) -> (Vec<String>, Vec<String>) {
         if let Some((at, tags, digests)) = self
@@ -390,6 +431,9 @@ impl Runtime {
             inspect = self.inspect_container_checked(&full_id).await?;
             state = cri_state(&inspect).0;
         }
+        if self.oom_event_may_be_late(&inspect) {
+            inspect = self.wait_for_late_oom(&full_id, inspect).await?;
+        }
         let (_, reason) = cri_state(&inspect);
         let docker_state = inspect.state.clone().unwrap_or_default();
         let config = inspect.config.clone().unwrap_or_default();
@@ -418,10 +462,19 @@ impl Runtime {
         }
         let image_id = inspect.image.clone().unwrap_or_default();
         let (tags, digests) = self.image_names(&image_id).await;
-        let image_name = tags
-            .first()
-            .cloned()
-            .unwrap_or_else(|| config.image.clone().unwrap_or_default());
+        // The name the container was created with when it is one of the
+        // image's tags (others may point at the same image), else the first tag.
+        let created_with = config.image.clone().unwrap_or_default();
+        let wanted = crate::image_ref::normalize(&created_with);
+        let image_name = if wanted.is_some()
+            && tags
+                .iter()
+                .any(|t| crate::image_ref::normalize(t) == wanted)
+        {
+            created_with
+        } else {
+            tags.first().cloned().unwrap_or(created_with)
+        };
         let image_ref = match digests.first() {
             Some(digest) => format!("{DOCKER_PULLABLE_IMAGE_ID_PREFIX}{digest}"),
             None => format!("{DOCKER_IMAGE_ID_PREFIX}{image_id}"),

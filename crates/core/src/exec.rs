@@ -48,6 +48,16 @@ fn process_tree(pid: i64) -> Vec<i64> {
     order
 }
 
+/// SIGKILL to `pid` and everything below it.
+pub(crate) fn kill_process_tree(pid: i64) {
+    for p in process_tree(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 impl Runtime {
     pub async fn exec_sync(
         &self,

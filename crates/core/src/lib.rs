@@ -22,6 +22,7 @@ mod runtime;
 mod sandbox;
 mod stats;
 mod status;
+pub mod streams;
 mod time;
 pub mod translate;
 

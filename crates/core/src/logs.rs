@@ -307,8 +307,18 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
 
 async fn copy_logs(docker: Docker, id: &str, path: &Path, mut control: mpsc::Receiver<Control>) {
     loop {
-        match copy_once(&docker, id, path, &mut control).await {
-            Ok(()) => return,
+        match copy_once(&docker, id, path, &mut control, true).await {
+            Ok(()) => {
+                // Docker 20.10's follow can end before the last lines of a
+                // container that just exited: read once more from where the
+                // file ends.
+                if let Err(CopyError::Io(e)) =
+                    copy_once(&docker, id, path, &mut control, false).await
+                {
+                    tracing::error!(path = %path.display(), error = %e, "cannot write the container log");
+                }
+                return;
+            }
             Err(CopyError::Gone) => return,
             Err(CopyError::Io(e)) => {
                 tracing::error!(path = %path.display(), error = %e, "cannot write the container log");
@@ -333,11 +343,12 @@ async fn copy_once(
     id: &str,
     path: &Path,
     control: &mut mpsc::Receiver<Control>,
+    follow: bool,
 ) -> Result<(), CopyError> {
     let mut resume = prepare_file(path).map_err(CopyError::Io)?;
     let mut file = open_append(path).map_err(CopyError::Io)?;
     let options = LogsOptions {
-        follow: true,
+        follow,
         stdout: true,
         stderr: true,
         timestamps: true,

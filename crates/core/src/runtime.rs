@@ -39,13 +39,18 @@ pub struct Runtime {
     /// Per running container: what stats need without asking Docker again.
     pub(crate) container_facts: Mutex<HashMap<String, Arc<crate::stats::ContainerFacts>>>,
     pub(crate) stats: crate::stats::StatsState,
+    pub(crate) streaming: Option<cri_dockerd_streaming::StreamingServer>,
 }
 
 const VERSION_CACHE_TTL: Duration = Duration::from_secs(60);
 
 impl Runtime {
     /// `docker` must already have its API version negotiated.
-    pub async fn new(docker: Docker, settings: RuntimeSettings) -> Result<Arc<Self>> {
+    pub async fn new(
+        docker: Docker,
+        settings: RuntimeSettings,
+        streaming: Option<cri_dockerd_streaming::StreamingServer>,
+    ) -> Result<Arc<Self>> {
         let facts = DockerFacts::gather(&docker).await?;
         tracing::info!(
             cgroup_driver = ?facts.cgroup_driver,
@@ -90,6 +95,7 @@ impl Runtime {
             image_names: ImageNames::default(),
             container_facts: Mutex::default(),
             stats: crate::stats::StatsState::new(),
+            streaming,
         }))
     }
 

@@ -99,6 +99,10 @@ pub struct Cli {
     #[arg(long, value_name = "string")]
     pub streaming_bind_addr: Option<String>,
 
+    /// How long a streaming URL stays valid (hidden: for tests).
+    #[arg(long, default_value = "1m0s", value_parser = parse_go_duration, hide = true)]
+    pub streaming_token_ttl: Duration,
+
     /// Raise negative OOM score adjustments to this process's own score, as containerd's
     /// restrict_oom_score_adj does. Detected from CAP_SYS_RESOURCE when not given.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]

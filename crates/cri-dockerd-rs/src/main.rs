@@ -10,10 +10,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use cri_dockerd_core::Runtime;
+use cri_dockerd_core::streams::{self, DockerEndpoint};
 use cri_dockerd_server::CriService;
+use cri_dockerd_streaming::StreamingServer;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Cli;
+
+/// Loopback and a free port: the kubelet on this node proxies the streams.
+const DEFAULT_STREAMING_ADDR: &str = "127.0.0.1:0";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,7 +68,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!("flag accepted but not acted on: {flag}");
     }
     let docker = docker::connect(&cli.docker_endpoint, cli.request_timeout()).await?;
-    let runtime = Runtime::new(docker, settings)
+    let endpoint = DockerEndpoint::parse(&cli.docker_endpoint)
+        .with_context(|| format!("unsupported --docker-endpoint {}", cli.docker_endpoint))?;
+    let streaming_addr = cli
+        .streaming_bind_addr
+        .as_deref()
+        .unwrap_or(DEFAULT_STREAMING_ADDR);
+    let backend = streams::backend(docker.clone(), endpoint);
+    let streaming =
+        StreamingServer::bind_with_ttl(streaming_addr, backend, cli.streaming_token_ttl)
+            .await
+            .with_context(|| format!("binding the streaming server on {streaming_addr}"))?;
+    tracing::info!(address = %streaming.local_addr(), "streaming server listening");
+    let runtime = Runtime::new(docker, settings, Some(streaming))
         .await
         .context("initialising the runtime")?;
     {

@@ -753,15 +753,6 @@ async fn list_filters_and_clean_errors() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "unknown sandbox");
 
-    let before = env
-        .docker
-        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-            all: true,
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .len();
     let err = containers::create(
         &shim.runtime,
         &pod_id,
@@ -776,16 +767,50 @@ async fn list_filters_and_clean_errors() {
         "{}",
         err.message()
     );
-    let after = env
+    let name = format!("k8s_noimg_errs_default_{}_0", shim.pod_uid("errs"));
+    let filters = std::collections::HashMap::from([("name".to_string(), vec![name])]);
+    let left = env
         .docker
         .list_containers(Some(bollard::query_parameters::ListContainersOptions {
             all: true,
+            filters: Some(filters),
             ..Default::default()
         }))
         .await
-        .unwrap()
-        .len();
-    assert!(after <= before, "a failed create leaves no container");
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "a failed create leaves no container: {left:?}"
+    );
+
+    // Docker itself rejects this one (CPUs this machine does not have).
+    let mut greedy = sleeper("greedy");
+    greedy.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            cpuset_cpus: "250-255".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let err = containers::create(&shim.runtime, &pod_id, greedy, &pod_config)
+        .await
+        .unwrap_err();
+    assert_ne!(err.code(), tonic::Code::Ok);
+    let name = format!("k8s_greedy_errs_default_{}_0", shim.pod_uid("errs"));
+    let filters = std::collections::HashMap::from([("name".to_string(), vec![name])]);
+    let left = env
+        .docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "a create Docker rejects leaves no container: {left:?}"
+    );
 
     pods::stop(&shim.runtime, &pod_id).await;
     let err = containers::create(&shim.runtime, &pod_id, sleeper("late"), &pod_config)

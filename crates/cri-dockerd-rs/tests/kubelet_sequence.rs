@@ -54,7 +54,7 @@ fn web(image_ref: &str) -> ContainerConfig {
     config
 }
 
-async fn finish(shim: &mut Shim, pod_id: &str, container_id: &str) {
+async fn finish(shim: &mut Shim, pod_id: &str, container_id: &str, image: &str) {
     containers::stop(&shim.runtime, container_id, 2).await;
     assert_eq!(
         containers::status(&shim.runtime, container_id).await.state,
@@ -83,6 +83,16 @@ async fn finish(shim: &mut Shim, pod_id: &str, container_id: &str) {
         .into_inner()
         .containers;
     assert!(left.is_empty());
+    shim.images
+        .clone()
+        .remove_image(RemoveImageRequest {
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,7 +129,7 @@ async fn static_pod_sequence_end_to_end() {
     )
     .await;
     assert_eq!(page.trim(), "static-web");
-    finish(&mut shim, &pod_id, &id).await;
+    finish(&mut shim, &pod_id, &id, &pod.image).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,5 +170,5 @@ async fn static_pod_sequence_survives_shim_restarts() {
         pods::status(&shim.runtime, &pod_id).await.state,
         PodSandboxState::SandboxReady as i32
     );
-    finish(&mut shim, &pod_id, &id).await;
+    finish(&mut shim, &pod_id, &id, &pod.image).await;
 }

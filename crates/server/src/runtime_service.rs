@@ -234,19 +234,44 @@ impl RuntimeService for CriService {
         )
     }
 
-    async fn exec(&self, _request: Request<ExecRequest>) -> Reply<ExecResponse> {
-        unimplemented("Exec")
+    #[tracing::instrument(skip_all, fields(container_id))]
+    async fn exec(&self, request: Request<ExecRequest>) -> Reply<ExecResponse> {
+        let request = request.into_inner();
+        validate::container_id(&request.container_id)?;
+        reply(
+            self.runtime
+                .exec_url(&request)
+                .await
+                .map(|url| ExecResponse { url }),
+        )
     }
 
-    async fn attach(&self, _request: Request<AttachRequest>) -> Reply<AttachResponse> {
-        unimplemented("Attach")
+    #[tracing::instrument(skip_all, fields(container_id))]
+    async fn attach(&self, request: Request<AttachRequest>) -> Reply<AttachResponse> {
+        let request = request.into_inner();
+        validate::container_id(&request.container_id)?;
+        reply(
+            self.runtime
+                .attach_url(&request)
+                .await
+                .map(|url| AttachResponse { url }),
+        )
     }
 
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn port_forward(
         &self,
-        _request: Request<PortForwardRequest>,
+        request: Request<PortForwardRequest>,
     ) -> Reply<PortForwardResponse> {
-        unimplemented("PortForward")
+        let request = request.into_inner();
+        validate::non_empty(&request.pod_sandbox_id, "pod_sandbox_id")?;
+        tracing::Span::current().record("pod_sandbox_id", request.pod_sandbox_id.as_str());
+        reply(
+            self.runtime
+                .port_forward_url(&request)
+                .await
+                .map(|url| PortForwardResponse { url }),
+        )
     }
 
     #[tracing::instrument(skip_all, fields(container_id))]

@@ -57,6 +57,8 @@ pub struct StreamIo {
     pub stderr: Option<Writer>,
     pub tty: bool,
     pub resize: Option<mpsc::Receiver<TerminalSize>>,
+    /// Cancelled when the client disconnects: whatever runs for it stops.
+    pub client_gone: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -157,6 +157,7 @@ pub async fn serve(
         stderr: streams.stderr.map(|s| Box::pin(s.writer) as _),
         tty: command.tty,
         resize: streams.resize.map(|s| spawn_resize_decoder(s.reader)),
+        client_gone: conn.gone(),
     };
     let outcome = run(io).await;
     let cmd = command.exec.clone().unwrap_or_default();

@@ -47,6 +47,15 @@ impl Drop for StreamingServer {
 impl StreamingServer {
     /// Binds `addr` (`host:port`; port 0 picks a free one) and serves.
     pub async fn bind(addr: &str, backend: Arc<dyn Backend>) -> std::io::Result<Self> {
+        Self::bind_with_ttl(addr, backend, crate::tokens::TOKEN_TTL).await
+    }
+
+    /// As `bind`, with tokens that expire after `ttl`.
+    pub async fn bind_with_ttl(
+        addr: &str,
+        backend: Arc<dyn Backend>,
+        ttl: std::time::Duration,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         // A wildcard bind is still reached through loopback by the kubelet
@@ -57,7 +66,7 @@ impl StreamingServer {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             ip => ip.to_string(),
         };
-        let tokens = Arc::new(TokenCache::default());
+        let tokens = Arc::new(TokenCache::with_ttl(ttl));
         let state = Arc::new(State {
             tokens: tokens.clone(),
             backend,
@@ -370,6 +379,7 @@ async fn serve_websocket<S>(
                 resize: channels
                     .take_reader(4)
                     .map(remotecommand::spawn_resize_decoder),
+                client_gone: channels.gone(),
             };
             let outcome = remotecommand::runner(backend, other)(io).await;
             let cmd = command.exec.unwrap_or_default();

@@ -107,6 +107,7 @@ pub struct Channels {
     writers: Vec<Option<ChannelWriter>>,
     out: mpsc::Sender<Outgoing>,
     writer_task: tokio::task::JoinHandle<()>,
+    gone: tokio_util::sync::CancellationToken,
 }
 
 impl Channels {
@@ -158,7 +159,10 @@ impl Channels {
                 readers.push(None);
             }
         }
+        let gone = tokio_util::sync::CancellationToken::new();
+        let reader_gone = gone.clone();
         tokio::spawn(async move {
+            let _cancel_on_exit = reader_gone.drop_guard();
             while let Some(Ok(message)) = source.next().await {
                 if matches!(message, Message::Close(_)) {
                     break;
@@ -201,7 +205,13 @@ impl Channels {
             writers,
             out: out_tx,
             writer_task,
+            gone,
         }
+    }
+
+    /// Cancelled when the client closes or breaks the connection.
+    pub fn gone(&self) -> tokio_util::sync::CancellationToken {
+        self.gone.clone()
     }
 
     pub fn take_reader(&mut self, channel: usize) -> Option<ChannelReader> {

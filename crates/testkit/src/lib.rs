@@ -9,6 +9,7 @@ pub mod env;
 pub mod images;
 pub mod netns;
 pub mod shim;
+pub mod streaming;
 
 pub use env::{TestEnv, test_env};
 pub use shim::{Shim, ShimBuilder};

@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio_util::sync::PollSender;
+use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::frame::{self, Frame, HeaderDecoder, HeaderEncoder, Headers};
 
@@ -55,6 +55,9 @@ struct Shared {
     flow: Mutex<Flow>,
     window_changed: Arc<Notify>,
     closed: AtomicBool,
+    going_away: AtomicBool,
+    /// Cancelled when the peer is gone (transport closed or broken).
+    gone: CancellationToken,
     /// Tells the writer to flush what is queued and close the transport.
     shutdown: Arc<Notify>,
     next_stream_id: AtomicU32,
@@ -101,6 +104,8 @@ impl SpdyConnection {
             }),
             window_changed: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
+            going_away: AtomicBool::new(false),
+            gone: CancellationToken::new(),
             shutdown: Arc::new(Notify::new()),
             next_stream_id: AtomicU32::new(if role == Role::Client { 1 } else { 2 }),
             last_peer_stream: AtomicU32::new(0),
@@ -180,6 +185,11 @@ impl SpdyConnection {
 
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    /// Cancelled when the peer closes or breaks the connection.
+    pub fn gone(&self) -> CancellationToken {
+        self.shared.gone.clone()
     }
 }
 
@@ -307,6 +317,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
         }
     }
     shared.closed.store(true, Ordering::SeqCst);
+    shared.gone.cancel();
     let mut streams = shared.streams.lock().expect("streams");
     for entry in streams.values_mut() {
         entry.inbound = None;
@@ -421,7 +432,8 @@ async fn handle_frame(
                 let _ = shared.control.send(Frame::Ping { id });
             }
         }
-        Frame::GoAway { .. } => return false,
+        // No new streams will come; the open ones carry on until EOF.
+        Frame::GoAway { .. } => shared.going_away.store(true, Ordering::SeqCst),
         Frame::WindowUpdate { stream_id, delta } => {
             let mut flow = shared.flow.lock().expect("flow");
             flow.enforced = true;
