@@ -23,7 +23,8 @@ need=()
 for pair in dockerd:docker.io runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
             /bin/busybox:busybox-static docker-registry:docker-registry iptables:iptables \
             jq:jq htpasswd:apache2-utils protoc:protobuf-compiler ip:iproute2 nsenter:util-linux \
-            curl:curl; do
+            curl:curl go:golang-go \
+            /usr/share/gocode/src/github.com/moby/spdystream:golang-github-docker-spdystream-dev; do
   probe=${pair%%:*}; pkg=${pair#*:}
   if [[ $probe == /* ]]; then [ -e "$probe" ] || need+=("$pkg")
   else command -v "$probe" >/dev/null 2>&1 || need+=("$pkg"); fi

@@ -332,3 +332,62 @@ pub async fn upgrade_status(url: &str) -> u16 {
         Err(code) => code,
     }
 }
+
+/// Builds `tests/interop/spdyclient` (Go, with Debian's packaged
+/// spdystream; no network) once, and returns its path.
+pub fn go_spdy_client() -> std::path::PathBuf {
+    let root = crate::repo_root();
+    let out_dir = root.join("target/interop");
+    let binary = out_dir.join("spdyclient");
+    let source = root.join("tests/interop/spdyclient/main.go");
+    let fresh = std::fs::metadata(&binary)
+        .and_then(|b| Ok(b.modified()? >= std::fs::metadata(&source)?.modified()?))
+        .unwrap_or(false);
+    if fresh {
+        return binary;
+    }
+    let gopath = out_dir.join("gopath");
+    let package = gopath.join("src/spdyclient");
+    std::fs::create_dir_all(&package).unwrap();
+    std::fs::copy(&source, package.join("main.go")).unwrap();
+    let status = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg("spdyclient")
+        .env("GO111MODULE", "off")
+        .env("GOPATH", format!("{}:/usr/share/gocode", gopath.display()))
+        .env("GOCACHE", out_dir.join("gocache"))
+        .env("GOFLAGS", "")
+        .status()
+        .unwrap_or_else(|e| panic!("running go ({e}); `make test-env` installs golang-go and golang-github-docker-spdystream-dev"));
+    assert!(status.success(), "building the Go spdystream client failed");
+    binary
+}
+
+/// Runs the Go client with `stdin` as its input; its JSON report.
+pub async fn go_spdy(args: &[&str], stdin: &[u8]) -> serde_json::Value {
+    let binary = go_spdy_client();
+    let mut child = tokio::process::Command::new(binary)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running the Go client");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let data = stdin.to_vec();
+    tokio::spawn(async move {
+        let _ = input.write_all(&data).await;
+    });
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the Go client finished")
+        .expect("the Go client's output");
+    assert!(
+        output.status.success(),
+        "Go client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    serde_json::from_slice(&output.stdout).expect("the Go client's JSON report")
+}

@@ -29,6 +29,8 @@ const DEFAULT_WINDOW: i64 = 64 * 1024;
 const MAX_CHUNK: usize = 32 * 1024;
 /// Frames a slow stream consumer may leave queued before reading stops.
 const INBOUND_QUEUE: usize = 32;
+/// How long a closing session waits for the peer to hang up.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -171,15 +173,24 @@ impl SpdyConnection {
     /// Says goodbye (GOAWAY), flushes what is queued, closes the transport.
     pub async fn close(mut self) {
         let last = self.shared.last_peer_stream.load(Ordering::SeqCst);
-        let _ = self.shared.control.send(Frame::GoAway {
-            last_good_stream_id: last,
-            status: 0,
-        });
+        // Behind the data already queued: the peer must get every byte first.
+        let _ = self
+            .data
+            .send(Frame::GoAway {
+                last_good_stream_id: last,
+                status: 0,
+            })
+            .await;
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.shutdown.notify_one();
         if let Some(writer) = self.writer.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         }
+        // Our side is half-closed now. Dropping the socket while the peer
+        // still sends would make the kernel answer with RST, and an RST
+        // makes the peer discard what it has not read yet (our last frames):
+        // wait for the peer to close first.
+        let _ = tokio::time::timeout(CLOSE_GRACE, &mut self.reader).await;
         self.reader.abort();
     }
 
@@ -723,5 +734,58 @@ mod tests {
             .unwrap();
         accepted.writer.shutdown().await.unwrap();
         assert_eq!(reader.await.unwrap(), 512 * 1024);
+    }
+}
+
+#[cfg(test)]
+mod close_order {
+    use super::*;
+
+    /// GOAWAY goes out after every frame queued before the close.
+    #[tokio::test]
+    async fn goaway_follows_queued_data() {
+        let (a, mut b) = tokio::io::duplex(1 << 20);
+        let mut server = SpdyConnection::new(a, Role::Server);
+        let mut enc = HeaderEncoder::default();
+        let mut wire = BytesMut::new();
+        Frame::SynStream {
+            stream_id: 1,
+            associated_to: 0,
+            priority: 0,
+            fin: false,
+            unidirectional: false,
+            headers: vec![("streamtype".into(), "error".into())],
+        }
+        .encode(&mut enc, &mut wire);
+        b.write_all(&wire).await.unwrap();
+        let mut s = server.next_stream().await.unwrap();
+        s.writer.write_all(b"status").await.unwrap();
+        s.writer.shutdown().await.unwrap();
+        let closing = tokio::spawn(server.close());
+        let mut dec = HeaderDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        while frames.len() < 4 {
+            let mut chunk = [0u8; 4096];
+            let n = b.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(f) = Frame::decode(&mut buf, &mut dec).unwrap() {
+                frames.push(format!("{:?}", f).chars().take(50).collect::<String>());
+            }
+        }
+        drop(b);
+        let _ = closing.await;
+        assert_eq!(
+            frames,
+            vec![
+                "SynReply { stream_id: 1, fin: false, headers: [] }",
+                "Data { stream_id: 1, fin: false, data: b\"status\" }",
+                "Data { stream_id: 1, fin: true, data: b\"\" }",
+                "GoAway { last_good_stream_id: 1, status: 0 }",
+            ]
+        );
     }
 }
