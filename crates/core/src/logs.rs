@@ -96,32 +96,45 @@ pub fn cri_lines(frame: &Frame) -> Vec<u8> {
     out
 }
 
-/// Where a copy resumes: frames before `timestamp_ns` are in the file, and
-/// so are the first `written[stream]` frames at exactly that time.
+/// Where a copy resumes. Docker reads a container's stdout and stderr in
+/// two goroutines, so its json-file is not ordered by timestamp across the
+/// two streams: a stderr line can follow a later stdout line. A single
+/// "last timestamp" would lose such lines, so every line of the last
+/// `REORDER_WINDOW` of the file is counted per (timestamp, stream), and
+/// only frames before that window are taken as written without looking.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resume {
-    pub timestamp_ns: i64,
-    pub written: HashMap<Stream, usize>,
+    pub floor_ns: i64,
+    pub written: HashMap<(i64, Stream), usize>,
 }
+
+/// Far more than Docker's skew between its stdout and stderr copiers.
+const REORDER_WINDOW_NS: i64 = 2_000_000_000;
 
 impl Resume {
     /// Docker's `since` takes whole seconds; the rest is skipped here.
     pub fn since_seconds(&self) -> i32 {
-        (self.timestamp_ns / 1_000_000_000).clamp(0, i32::MAX as i64) as i32
+        (self.floor_ns / 1_000_000_000).clamp(0, i32::MAX as i64) as i32
     }
 
-    /// Whether a frame is already in the file.
-    pub fn skip(&mut self, timestamp_ns: i64, stream: Stream) -> bool {
-        if timestamp_ns < self.timestamp_ns {
+    /// Whether a frame that becomes `lines` CRI lines is already in the file.
+    pub fn skip(&mut self, timestamp_ns: i64, stream: Stream, lines: usize) -> bool {
+        if timestamp_ns < self.floor_ns {
             return true;
         }
-        if timestamp_ns == self.timestamp_ns
-            && let Some(n) = self.written.get_mut(&stream).filter(|n| **n > 0)
-        {
-            *n -= 1;
-            return true;
+        match self.written.get_mut(&(timestamp_ns, stream)) {
+            Some(n) if *n >= lines => {
+                *n -= lines;
+                true
+            }
+            _ => false,
         }
-        false
+    }
+
+    /// Whether every line the file held has been matched: from here on
+    /// nothing needs checking.
+    pub fn exhausted(&self) -> bool {
+        self.written.values().all(|n| *n == 0)
     }
 }
 
@@ -181,17 +194,19 @@ pub fn prepare_file(path: &Path) -> std::io::Result<Option<Resume>> {
         // The first line may have been cut by the seek.
         lines.remove(0);
     }
-    let Some((last_ns, _)) = lines.iter().rev().find_map(|l| parse_cri_line(l)) else {
+    let parsed: Vec<(i64, Stream)> = lines.iter().filter_map(|l| parse_cri_line(l)).collect();
+    let (Some(first_ns), Some(last_ns)) = (
+        parsed.iter().map(|(ns, _)| *ns).min(),
+        parsed.iter().map(|(ns, _)| *ns).max(),
+    ) else {
         return Ok(None);
     };
     let mut resume = Resume {
-        timestamp_ns: last_ns,
+        floor_ns: first_ns.max(last_ns - REORDER_WINDOW_NS),
         written: HashMap::new(),
     };
-    for (ns, stream) in lines.iter().filter_map(|l| parse_cri_line(l)) {
-        if ns == last_ns {
-            *resume.written.entry(stream).or_default() += 1;
-        }
+    for key in parsed.into_iter().filter(|(ns, _)| *ns >= resume.floor_ns) {
+        *resume.written.entry(key).or_default() += 1;
     }
     Ok(Some(resume))
 }
@@ -357,7 +372,11 @@ async fn copy_once(
         ..Default::default()
     };
     if let Some(r) = &resume {
-        tracing::debug!(since = r.timestamp_ns, written = ?r.written, "resuming the log copy");
+        tracing::debug!(
+            since = r.floor_ns,
+            window_lines = r.written.values().sum::<usize>(),
+            "resuming the log copy"
+        );
     }
     let mut stream = docker.logs(id, Some(options));
     loop {
@@ -382,13 +401,17 @@ async fn copy_once(
                     LogOutput::StdIn { .. } => continue,
                 };
                 let Some(frame) = parse_frame(stream_kind, message) else { continue };
-                if let Some(r) = resume.as_mut() {
-                    if r.skip(rfc3339_to_ns(frame.timestamp), frame.stream) {
-                        continue;
-                    }
+                let lines = cri_lines(&frame);
+                let already_written = resume.as_mut().is_some_and(|r| {
+                    let count = lines.iter().filter(|b| **b == b'\n').count();
+                    r.skip(rfc3339_to_ns(frame.timestamp), frame.stream, count)
+                });
+                if resume.as_ref().is_some_and(Resume::exhausted) {
                     resume = None;
                 }
-                file.write_all(&cri_lines(&frame)).map_err(CopyError::Io)?;
+                if !already_written {
+                    file.write_all(&lines).map_err(CopyError::Io)?;
+                }
             }
         }
     }
@@ -445,36 +468,59 @@ mod tests {
     }
 
     #[test]
-    fn resume_point_counts_lines_at_the_last_time_and_cuts_partial_lines() {
+    fn resume_counts_the_lines_of_the_last_window_and_cuts_partial_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
         std::fs::write(
             &path,
-            "2026-01-01T00:00:01Z stdout F a\n2026-01-01T00:00:02Z stdout F b\n2026-01-01T00:00:02Z stderr F c\n2026-01-01T00:00:02Z stdout F d\n2026-01-01T00:00:02Z stdo",
+            "2026-01-01T00:00:01Z stdout F a\n2026-01-01T00:00:05Z stdout F b\n2026-01-01T00:00:05Z stderr F c\n2026-01-01T00:00:05Z stdout F d\n2026-01-01T00:00:06Z stdout F e\n2026-01-01T00:00:06Z stdo",
         )
         .unwrap();
         let resume = prepare_file(&path).unwrap().unwrap();
-        assert_eq!(resume.timestamp_ns, 1_767_225_602_000_000_000);
-        assert_eq!(resume.written[&Stream::Stdout], 2);
-        assert_eq!(resume.written[&Stream::Stderr], 1);
+        let t1 = 1_767_225_601_000_000_000;
+        let t5 = 1_767_225_605_000_000_000;
+        let t6 = 1_767_225_606_000_000_000;
+        assert_eq!(resume.floor_ns, t6 - REORDER_WINDOW_NS);
+        assert_eq!(resume.written[&(t5, Stream::Stdout)], 2);
+        assert_eq!(resume.written[&(t5, Stream::Stderr)], 1);
+        assert_eq!(resume.written[&(t6, Stream::Stdout)], 1);
         assert!(
-            std::fs::read_to_string(&path).unwrap().ends_with("F d\n"),
+            std::fs::read_to_string(&path).unwrap().ends_with("F e\n"),
             "the partial line is cut"
         );
 
         let mut r = resume;
-        let t1 = 1_767_225_601_000_000_000;
-        let t2 = 1_767_225_602_000_000_000;
-        assert!(r.skip(t1, Stream::Stdout));
-        assert!(r.skip(t2, Stream::Stdout));
-        assert!(r.skip(t2, Stream::Stderr));
-        assert!(r.skip(t2, Stream::Stdout));
+        assert!(r.skip(t1, Stream::Stdout, 1), "before the window");
+        assert!(r.skip(t5, Stream::Stdout, 1));
+        assert!(r.skip(t5, Stream::Stderr, 1));
+        assert!(r.skip(t5, Stream::Stdout, 1));
         assert!(
-            !r.skip(t2, Stream::Stdout),
-            "a third stdout line at t2 is new"
+            !r.skip(t5, Stream::Stdout, 1),
+            "a third stdout line at t5 is new"
         );
-        assert!(!r.skip(t2 + 1, Stream::Stderr));
-        assert_eq!(r.since_seconds(), 1767225602);
+        assert!(!r.exhausted());
+        assert!(r.skip(t6, Stream::Stdout, 1));
+        assert!(r.exhausted());
+        assert!(!r.skip(t6 + 1, Stream::Stderr, 1));
+        assert_eq!(r.since_seconds(), 1767225604);
+    }
+
+    #[test]
+    fn a_stderr_line_written_after_a_later_stdout_line_is_not_lost() {
+        // Docker's json-file order: stdout at .500 reached the file before
+        // stderr stamped .400; the copy stopped after the stdout line.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(
+            &path,
+            "2026-01-01T00:00:01.300000000Z stdout F out-1\n2026-01-01T00:00:01.500000000Z stdout F out-2\n",
+        )
+        .unwrap();
+        let mut r = prepare_file(&path).unwrap().unwrap();
+        let at = |ms: i64| 1_767_225_601_000_000_000 + ms * 1_000_000;
+        assert!(r.skip(at(300), Stream::Stdout, 1));
+        assert!(r.skip(at(500), Stream::Stdout, 1));
+        assert!(!r.skip(at(400), Stream::Stderr, 1), "err-1 is written");
     }
 
     #[test]

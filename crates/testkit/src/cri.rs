@@ -283,7 +283,9 @@ pub mod containers {
     /// with P parts joined to their F line.
     pub fn parse_cri_log(text: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        let mut pending: Option<(String, String)> = None;
+        // As the kubelet reads them: P parts join the next line of the same
+        // stream; the other stream's lines may come in between.
+        let mut pending: std::collections::HashMap<String, String> = Default::default();
         for line in text.lines() {
             let mut parts = line.splitn(4, ' ');
             let (Some(ts), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
@@ -299,14 +301,36 @@ pub mod containers {
                 "bad stream in {line:?}"
             );
             let text = parts.next().unwrap_or("");
-            let entry = pending.get_or_insert_with(|| (stream.to_string(), String::new()));
-            entry.1.push_str(text);
+            let entry = pending.entry(stream.to_string()).or_default();
+            entry.push_str(text);
             match tag {
-                "F" => out.push(pending.take().unwrap()),
+                "F" => out.push((
+                    stream.to_string(),
+                    pending.remove(stream).unwrap_or_default(),
+                )),
                 "P" => {}
                 other => panic!("bad tag {other:?} in {line:?}"),
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::containers::parse_cri_log;
+
+    #[test]
+    fn partial_lines_join_within_their_own_stream() {
+        let text = "2026-01-01T00:00:01Z stdout P ab\n\
+                    2026-01-01T00:00:01Z stderr F err\n\
+                    2026-01-01T00:00:01Z stdout F cd\n";
+        assert_eq!(
+            parse_cri_log(text),
+            vec![
+                ("stderr".to_string(), "err".to_string()),
+                ("stdout".to_string(), "abcd".to_string())
+            ]
+        );
     }
 }
