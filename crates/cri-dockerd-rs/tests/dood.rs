@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use cri_dockerd_testkit::cri::{container_config, containers, docker_pid, pod_config, pods};
 use cri_dockerd_testkit::dood::{Compose, DOOD_IMAGE, ensure_dood_image};
 use cri_dockerd_testkit::env::{BUSYBOX_IMAGE, PAUSE_IMAGE};
-use cri_dockerd_testkit::netns::{host_veth_of, ip_reservations, ping_from_host, stdout};
+use cri_dockerd_testkit::netns::{
+    hairpin_mode, host_ipv4_addresses, host_veth_of, in_pod_subnet, ip_reservations, ping_from_host,
+};
 use cri_dockerd_testkit::shim::channel_for;
 use cri_dockerd_testkit::{test_env, unique};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -139,25 +141,19 @@ async fn the_compose_service_serves_cri_to_the_host_from_a_container() {
         .network
         .expect("pod network")
         .ip;
-    let octets = ip
-        .parse::<std::net::Ipv4Addr>()
-        .expect("IPv4 pod address")
-        .octets();
-    assert_eq!(&octets[..2], &[10, 88], "{ip} is in 10.88.0.0/16");
-    let bridge = std::process::Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "kubelet0"])
-        .output()
-        .unwrap();
+    assert!(in_pod_subnet(&ip), "{ip} is in 10.88.0.0/16");
+    let bridge = host_ipv4_addresses("kubelet0");
     assert!(
-        stdout(&bridge).contains("10.88.0.1/16"),
-        "the bridge is on the host: {}",
-        stdout(&bridge)
+        bridge.contains("10.88.0.1/16"),
+        "the bridge is on the host: {bridge}"
     );
     let pause_pid = docker_pid(docker, &pod).await;
     let veth = host_veth_of(pause_pid).expect("the pod's veth on the host");
-    let hairpin =
-        std::fs::read_to_string(format!("/sys/class/net/{veth}/brport/hairpin_mode")).unwrap();
-    assert_eq!(hairpin.trim(), "1", "hairpin-veth from the compose flags");
+    assert_eq!(
+        hairpin_mode(&veth),
+        "1",
+        "hairpin-veth from the compose flags"
+    );
     assert!(ping_from_host(&ip), "the host reaches the pod at {ip}");
 
     let ctr = containers::run(

@@ -5,17 +5,13 @@ use std::net::SocketAddr;
 
 use cri_dockerd_testkit::cri::{docker_pid, pod_config, pods};
 use cri_dockerd_testkit::netns::{
-    fetch, host_veth_of, ping_from, ping_from_host, serve_in_netns, stdout,
+    fetch, hairpin_mode, host_ipv4_addresses, host_veth_of, in_pod_subnet, ping_from,
+    ping_from_host, serve_in_netns,
 };
 use cri_dockerd_testkit::{Shim, test_env};
 use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
-
-fn in_pod_subnet(ip: &str) -> bool {
-    let ip: std::net::Ipv4Addr = ip.parse().expect("an IPv4 pod address");
-    ip.octets()[0] == 10 && ip.octets()[1] == 88
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_get_bridge_addresses_hairpin_and_reach_each_other() {
@@ -37,22 +33,13 @@ async fn pods_get_bridge_addresses_hairpin_and_reach_each_other() {
     assert!(in_pod_subnet(&ip_b), "{ip_b}");
     assert_ne!(ip_a, ip_b);
 
-    let bridge = std::process::Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "kubelet0"])
-        .output()
-        .unwrap();
-    assert!(
-        stdout(&bridge).contains("10.88.0.1/16"),
-        "{}",
-        stdout(&bridge)
-    );
+    let bridge = host_ipv4_addresses("kubelet0");
+    assert!(bridge.contains("10.88.0.1/16"), "{bridge}");
 
     let pid_a = docker_pid(&env.docker, &a).await;
     let pid_b = docker_pid(&env.docker, &b).await;
     let veth = host_veth_of(pid_a).expect("host end of the pod's veth");
-    let hairpin =
-        std::fs::read_to_string(format!("/sys/class/net/{veth}/brport/hairpin_mode")).unwrap();
-    assert_eq!(hairpin.trim(), "1");
+    assert_eq!(hairpin_mode(&veth), "1");
 
     assert!(ping_from_host(&ip_a), "the host reaches the pod");
     assert!(ping_from(pid_a, "10.88.0.1"), "the pod reaches its gateway");

@@ -106,3 +106,27 @@ pub fn ip_reservations(network: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// `ip -4 -o addr show <interface>` on the host.
+pub fn host_ipv4_addresses(interface: &str) -> String {
+    stdout(
+        &std::process::Command::new("ip")
+            .args(["-4", "-o", "addr", "show", interface])
+            .output()
+            .expect("running ip"),
+    )
+}
+
+/// The bridge port's hairpin flag ("1" when set) of a host veth.
+pub fn hairpin_mode(veth: &str) -> String {
+    std::fs::read_to_string(format!("/sys/class/net/{veth}/brport/hairpin_mode"))
+        .unwrap_or_else(|e| panic!("{veth} is not a bridge port: {e}"))
+        .trim()
+        .to_string()
+}
+
+/// Whether an address is in the repository's CNI subnet, 10.88.0.0/16.
+pub fn in_pod_subnet(ip: &str) -> bool {
+    let ip: std::net::Ipv4Addr = ip.parse().expect("an IPv4 pod address");
+    ip.octets()[0] == 10 && ip.octets()[1] == 88
+}
