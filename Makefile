@@ -63,7 +63,7 @@ logs: check-compose
 
 # make crictl ARGS="pods"
 crictl: check-compose
-	$(COMPOSE_ENV) $(COMPOSE) exec kubelet crictl $(ARGS)
+	$(COMPOSE_ENV) $(COMPOSE) exec $$([ -t 0 ] || echo -T) kubelet crictl $(ARGS)
 
 # Stops the kubelet first (else it restarts its static pods), removes every
 # pod through the shim, then the two containers. State under /var/run stays.
