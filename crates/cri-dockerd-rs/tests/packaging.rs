@@ -605,3 +605,31 @@ fn make_up_builds_both_images_then_starts_and_waits_for_the_compose_project() {
     assert!(steps[up].contains("CRID_IMAGE=cri-dockerd-rs:local"));
     assert!(steps[up].contains("PAUSE_IMAGE=cri-dockerd-rs/pause:local"));
 }
+
+#[test]
+fn make_up_gives_the_kubelet_root_the_shared_propagation_its_rshared_bind_needs() {
+    // In a mount namespace of its own, whose mounts are all private (as on
+    // hosts without systemd), so the host's mounts are left alone.
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "bash scripts/check-host.sh && findmnt -no PROPAGATION --target /var/run/kubelet \
+             && bash scripts/check-host.sh",
+        )
+        .current_dir(repo_root())
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].contains("making it a shared bind mount"),
+        "{stdout}"
+    );
+    assert_eq!(lines[1], "shared", "{stdout}");
+    assert_eq!(lines.len(), 2, "a second run changes nothing: {stdout}");
+}
