@@ -52,7 +52,8 @@ install_compose_v2() {
   done
   local tmp; tmp=$(mktemp -d)
   local opts=(-o "Dir::Etc::sourcelist=$tmp/sources.list" -o Dir::Etc::sourceparts=-
-              -o "Dir::State::Lists=$tmp/lists" -o APT::Sandbox::User=root)
+              -o "Dir::State::Lists=$tmp/lists" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+              -o APT::Sandbox::User=root)
   mkdir -p "$tmp/lists/partial"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
     >"$tmp/sources.list"
