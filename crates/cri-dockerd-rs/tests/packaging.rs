@@ -338,6 +338,7 @@ fn the_dockerfile_takes_every_version_as_an_argument_with_the_reference_defaults
         .take_while(|i| !i.starts_with("FROM "))
         .filter_map(|i| i.strip_prefix("ARG ")?.split_once('='))
         .collect();
+    let makefile = read("Makefile");
     for (arg, default) in [
         ("KUBE_VERSION", "1.34"),
         ("KUBE_VERSION_PATCH", "0"),
@@ -346,23 +347,11 @@ fn the_dockerfile_takes_every_version_as_an_argument_with_the_reference_defaults
         ("KUBELET_FROM_SOURCE", "0"),
     ] {
         assert_eq!(global_args.get(arg), Some(&default), "ARG {arg}");
-    }
-    let makefile = read("Makefile");
-    for (arg, default) in &global_args {
-        if [
-            "KUBE_VERSION",
-            "KUBE_VERSION_PATCH",
-            "CNI_PLUGINS_VERSION",
-            "CRICTL_VERSION",
-            "KUBELET_FROM_SOURCE",
-        ]
-        .contains(arg)
-        {
-            assert!(
-                makefile.contains(&format!("{arg} ?= {default}\n")),
-                "the Makefile passes {arg} with the same default"
-            );
-        }
+        assert!(
+            makefile.contains(&format!("{arg} ?= {default}\n"))
+                && makefile.contains(&format!("--build-arg {arg}=$({arg})")),
+            "the Makefile passes {arg} with the same default"
+        );
     }
 
     // Every download is checked against its published checksum, for the
