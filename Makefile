@@ -74,7 +74,7 @@ down clean: check-compose
 
 # Also forgets every pod, checkpoint and kubelet state.
 clean-state: clean
-	-findmnt -rn -o TARGET | grep -E '^/(var/)?run/kubelet/' | sort -r | xargs -r umount
+	-findmnt -rn -o TARGET | grep -E '^/(var/)?run/kubelet(/|$$)' | sort -r | xargs -r umount
 	rm -rf --one-file-system /var/run/kubelet /var/run/cri-dockerd
 
 # --- tests --------------------------------------------------------------------
