@@ -15,7 +15,7 @@ ARG CNI_PLUGINS_VERSION=1.7.1
 ARG CRICTL_VERSION=1.33.0
 ARG KUBELET_FROM_SOURCE=0
 
-# --- cri-dockerd-rs and the static pause binary ------------------------------
+# --- cri-dockerd-rs, its supervisor and the static pause binary --------------
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # k8s-cri compiles the CRI protobufs at build time.
@@ -30,10 +30,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     triple="$(uname -m)-unknown-linux-gnu" \
- && cargo build --locked --release -p cri-dockerd-rs \
+ && cargo build --locked --release -p cri-dockerd-rs -p crid-supervise \
  && RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked --release -p pause \
       --target "$triple" --target-dir target/static \
  && install -D -m 0755 target/release/cri-dockerd-rs /out/cri-dockerd-rs \
+ && install -D -m 0755 target/release/crid-supervise /out/crid-supervise \
  && install -D -m 0755 "target/static/$triple/release/pause" /out/pause
 
 # --- downloads, each checked against its published SHA-256 -------------------
@@ -107,6 +108,7 @@ RUN apt-get update \
       ca-certificates conntrack curl iproute2 iptables kmod mount util-linux \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/cri-dockerd-rs /usr/local/bin/cri-dockerd-rs
+COPY --from=build /out/crid-supervise /usr/local/bin/crid-supervise
 COPY --from=kubelet /out/kubelet /usr/local/bin/kubelet
 COPY --from=crictl /out/crictl /usr/local/bin/crictl
 COPY --from=cni-plugins /out/ /opt/cni/bin/

@@ -48,15 +48,26 @@ async fn connect(
     }
 }
 
-/// The host PID of the shim inside the compose container.
-async fn shim_pid(docker: &bollard::Docker, container: &str) -> i32 {
-    docker
+/// The host PID of the compose container's first process (the supervisor)
+/// and how often Docker restarted the container.
+async fn container_init(docker: &bollard::Docker, container: &str) -> (i32, i64) {
+    let inspect = docker
         .inspect_container(container, None)
         .await
-        .expect("inspecting the compose container")
-        .state
-        .and_then(|s| s.pid)
-        .expect("the compose container runs") as i32
+        .expect("inspecting the compose container");
+    let pid = inspect.state.and_then(|s| s.pid).unwrap_or(0) as i32;
+    (pid, inspect.restart_count.unwrap_or(0))
+}
+
+/// The program the supervisor runs: its only child.
+fn supervised(supervisor: i32) -> Option<i32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children")).ok()?;
+    let pids: Vec<i32> = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    (pids.len() == 1).then(|| pids[0])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -185,22 +196,34 @@ async fn the_compose_service_serves_cri_to_the_host_from_a_container() {
         "the shim writes the CRI log where the host sees it: {log:?}"
     );
 
-    // The shim crashes; Docker restarts it; its state survives in the mounts.
-    let before = shim_pid(docker, &container).await;
+    // The shim crashes; the supervisor starts it again a second later, in
+    // the same container; its state survives in the mounts.
+    let (supervisor, restarts) = container_init(docker, &container).await;
+    let before = supervised(supervisor).expect("the supervised shim");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(before),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("killing the containerised shim");
     let killed_at = Instant::now();
-    while shim_pid(docker, &container).await == before || !socket.exists() {
+    while supervised(supervisor).is_none_or(|pid| pid == before) {
         assert!(
             killed_at.elapsed() < Duration::from_secs(30),
-            "Docker did not restart the shim:\n{}",
+            "the shim was not started again:\n{}",
             compose.logs()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let restarted_after = killed_at.elapsed();
+    assert!(
+        restarted_after >= Duration::from_millis(900) && restarted_after < Duration::from_secs(5),
+        "started again after {restarted_after:?}, not about a second"
+    );
+    assert_eq!(
+        container_init(docker, &container).await,
+        (supervisor, restarts),
+        "the supervisor, not Docker, restarted the shim"
+    );
     runtime = connect(&socket, &compose, Duration::from_secs(30)).await;
     let back_after = killed_at.elapsed();
     assert!(

@@ -178,6 +178,19 @@ fn mounts(service: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
         .collect()
 }
 
+/// A service's program, which runs under `crid-supervise --` (restarted a
+/// second after it exits), as shipped in the image.
+fn supervised_command(service: &serde_json::Value) -> Vec<String> {
+    let command: Vec<String> = serde_json::from_value(service["command"].clone()).unwrap();
+    assert_eq!(command[..2], ["crid-supervise", "--"], "{command:?}");
+    assert!(
+        RUNTIME_LAYOUT
+            .iter()
+            .any(|(at, _)| *at == "/usr/local/bin/crid-supervise")
+    );
+    command[2..].to_vec()
+}
+
 fn flag<'a>(command: &'a [String], name: &str) -> &'a str {
     command
         .iter()
@@ -233,7 +246,7 @@ fn the_compose_file_gives_both_services_the_dood_privileges_and_state() {
         Path::new(manifests["source"].as_str().unwrap()),
         repo_root().join("manifests")
     );
-    let command: Vec<String> = serde_json::from_value(kubelet["command"].clone()).unwrap();
+    let command = supervised_command(kubelet);
     assert_eq!(command[0], "kubelet");
     assert_eq!(flag(&command, "--root-dir"), "/var/run/kubelet");
     assert_eq!(flag(&command, "--cert-dir"), "/var/run/kubelet/pki");
@@ -250,8 +263,7 @@ fn the_compose_file_gives_both_services_the_dood_privileges_and_state() {
 
     // The shim serves where the image's link, standalone.yaml and
     // /etc/crictl.yaml point.
-    let shim: Vec<String> =
-        serde_json::from_value(services["cri-dockerd"]["command"].clone()).unwrap();
+    let shim = supervised_command(&services["cri-dockerd"]);
     assert_eq!(shim[0], "cri-dockerd-rs");
     let endpoint = flag(&shim, "--container-runtime-endpoint");
     assert_eq!(endpoint, format!("unix://{}", SOCKET_LINK.1));

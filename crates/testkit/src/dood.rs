@@ -24,6 +24,7 @@ pub const DOOD_IMAGE: &str = "crid-test.local/cri-dockerd-rs-dood:latest";
 /// its socket instead.
 pub const RUNTIME_LAYOUT: &[(&str, Source)] = &[
     ("/usr/local/bin/cri-dockerd-rs", Source::ShimBinary),
+    ("/usr/local/bin/crid-supervise", Source::SupervisorBinary),
     ("/opt/cni/bin/", Source::HostCniPlugins),
     (
         "/etc/cni/net.d/10-bridge.conflist",
@@ -52,6 +53,7 @@ pub const SOCKET_LINK: (&str, &str) = (
 #[derive(Debug, Clone, Copy)]
 pub enum Source {
     ShimBinary,
+    SupervisorBinary,
     HostCniPlugins,
     Repo(&'static str),
 }
@@ -253,6 +255,36 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// `crid-supervise` from the build the shim binary comes from (a workspace
+/// test run builds both), else built here into a target directory of its
+/// own: the outer cargo may hold the lock on the main one.
+fn supervisor_binary(shim_binary: &Path) -> PathBuf {
+    let sibling = shim_binary.with_file_name("crid-supervise");
+    let sources = crate::repo_root().join("crates/supervise");
+    let fresh = |binary: &Path| {
+        std::fs::metadata(binary)
+            .and_then(|m| m.modified())
+            .is_ok_and(|built| built >= crate::images::newest_mtime(&sources))
+    };
+    if fresh(&sibling) {
+        return sibling;
+    }
+    let target_dir = crate::repo_root().join("target/supervise");
+    let built = target_dir.join("debug/crid-supervise");
+    if !fresh(&built) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(crate::repo_root())
+            .env_remove("CARGO_TARGET_DIR")
+            .args(["build", "-p", "crid-supervise", "--target-dir"])
+            .arg(&target_dir)
+            .status()
+            .expect("running cargo to build crid-supervise");
+        assert!(status.success(), "building crid-supervise failed");
+    }
+    built
+}
+
 fn rootfs(shim_binary: &Path) -> Rootfs {
     let repo = crate::repo_root();
     let mut rootfs = Rootfs::default();
@@ -263,6 +295,11 @@ fn rootfs(shim_binary: &Path) -> Rootfs {
             Source::ShimBinary => {
                 rootfs.file(at, stripped(shim_binary), 0o755);
                 rootfs.libraries_of(shim_binary);
+            }
+            Source::SupervisorBinary => {
+                let supervisor = supervisor_binary(shim_binary);
+                rootfs.file(at, stripped(&supervisor), 0o755);
+                rootfs.libraries_of(&supervisor);
             }
             Source::HostCniPlugins => {
                 for plugin in CNI_PLUGINS {

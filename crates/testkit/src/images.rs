@@ -205,7 +205,7 @@ fn single_file_rootfs(name: &str, content: &[u8]) -> Vec<u8> {
     builder.into_inner().expect("tar finish")
 }
 
-fn newest_mtime(path: &Path) -> std::time::SystemTime {
+pub(crate) fn newest_mtime(path: &Path) -> std::time::SystemTime {
     let mut newest = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .unwrap_or(std::time::UNIX_EPOCH);
