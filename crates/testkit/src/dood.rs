@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 use bollard::Docker;
 
-use crate::images::{ensure_image, hash_of, header};
+use crate::images::{busybox_applets, cargo_build, ensure_image, hash_of, header, is_fresh};
 
 pub const DOOD_IMAGE: &str = "crid-test.local/cri-dockerd-rs-dood:latest";
 
@@ -233,15 +233,7 @@ fn add_iptables(rootfs: &mut Rootfs) {
 fn add_busybox(rootfs: &mut Rootfs) {
     let busybox = Path::new("/bin/busybox");
     rootfs.host_file(busybox, "/bin/busybox");
-    let applets = Command::new(busybox)
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    for applet in String::from_utf8_lossy(&applets.stdout)
-        .lines()
-        .map(str::trim)
-        .filter(|a| !a.is_empty() && *a != "busybox")
-    {
+    for applet in busybox_applets() {
         rootfs.link(&format!("/bin/{applet}"), "busybox");
     }
 }
@@ -256,31 +248,17 @@ fn which(program: &str) -> Option<PathBuf> {
 }
 
 /// `crid-supervise` from the build the shim binary comes from (a workspace
-/// test run builds both), else built here into a target directory of its
-/// own: the outer cargo may hold the lock on the main one.
+/// test run builds both), else built into a target directory of its own.
 fn supervisor_binary(shim_binary: &Path) -> PathBuf {
-    let sibling = shim_binary.with_file_name("crid-supervise");
     let sources = crate::repo_root().join("crates/supervise");
-    let fresh = |binary: &Path| {
-        std::fs::metadata(binary)
-            .and_then(|m| m.modified())
-            .is_ok_and(|built| built >= crate::images::newest_mtime(&sources))
-    };
-    if fresh(&sibling) {
+    let sibling = shim_binary.with_file_name("crid-supervise");
+    if is_fresh(&sibling, &sources) {
         return sibling;
     }
     let target_dir = crate::repo_root().join("target/supervise");
     let built = target_dir.join("debug/crid-supervise");
-    if !fresh(&built) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(crate::repo_root())
-            .env_remove("CARGO_TARGET_DIR")
-            .args(["build", "-p", "crid-supervise", "--target-dir"])
-            .arg(&target_dir)
-            .status()
-            .expect("running cargo to build crid-supervise");
-        assert!(status.success(), "building crid-supervise failed");
+    if !is_fresh(&built, &sources) {
+        cargo_build("crid-supervise", &target_dir, &[], "");
     }
     built
 }

@@ -129,12 +129,21 @@ pub(crate) fn header(path: &str, mode: u32, kind: tar::EntryType, size: u64) -> 
     header
 }
 
-fn busybox_rootfs(busybox: &[u8]) -> Vec<u8> {
-    let applets = Command::new("/bin/busybox")
+/// The applets /bin/busybox provides (each linked to it in an image).
+pub(crate) fn busybox_applets() -> Vec<String> {
+    let out = Command::new("/bin/busybox")
         .arg("--list")
         .output()
         .expect("busybox --list");
-    let applets = String::from_utf8_lossy(&applets.stdout).into_owned();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "busybox")
+        .map(String::from)
+        .collect()
+}
+
+fn busybox_rootfs(busybox: &[u8]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for dir in [
         "bin/",
@@ -173,11 +182,7 @@ fn busybox_rootfs(busybox: &[u8]) -> Vec<u8> {
             busybox,
         )
         .expect("tar busybox");
-    for applet in applets
-        .lines()
-        .map(str::trim)
-        .filter(|a| !a.is_empty() && *a != "busybox")
-    {
+    for applet in busybox_applets() {
         let mut h = header(&format!("bin/{applet}"), 0o777, tar::EntryType::Symlink, 0);
         h.set_link_name("busybox").expect("symlink target");
         h.set_cksum();
@@ -217,37 +222,46 @@ pub(crate) fn newest_mtime(path: &Path) -> std::time::SystemTime {
     newest
 }
 
+/// Whether `binary` was built after every file of `sources` last changed.
+pub(crate) fn is_fresh(binary: &Path, sources: &Path) -> bool {
+    std::fs::metadata(binary)
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| built >= newest_mtime(sources))
+}
+
+/// `cargo build -p <package>` into a target directory of its own (the outer
+/// cargo may hold the lock on the main one), with `extra` arguments and
+/// `rustflags`.
+pub(crate) fn cargo_build(package: &str, target_dir: &Path, extra: &[&str], rustflags: &str) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(crate::repo_root())
+        .env("RUSTFLAGS", rustflags)
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["build", "-p", package])
+        .args(extra)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo to build {package}: {e}"));
+    assert!(status.success(), "building {package} failed");
+}
+
 /// Our `pause`, linked statically so that it runs in a scratch image. Built
-/// with cargo into its own target directory when missing or stale (the outer
-/// cargo holds the lock on the main one).
+/// with cargo into its own target directory when missing or stale.
 pub fn pause_binary() -> PathBuf {
     let root = crate::repo_root();
     let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let target_dir = root.join("target/static");
     let binary = target_dir.join(&triple).join("release/pause");
-    let source = root.join("crates/pause");
-    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-    if built.is_some_and(|b| b >= newest_mtime(&source)) {
-        return binary;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .env_remove("CARGO_TARGET_DIR")
-        .args([
-            "build",
-            "--release",
-            "-p",
+    if !is_fresh(&binary, &root.join("crates/pause")) {
+        cargo_build(
             "pause",
-            "--target",
-            &triple,
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .status()
-        .expect("running cargo to build the static pause binary");
-    assert!(status.success(), "building the static pause binary failed");
+            &target_dir,
+            &["--release", "--target", &triple],
+            "-C target-feature=+crt-static",
+        );
+    }
     binary
 }
 
