@@ -16,7 +16,10 @@ use crate::duration::parse_go_duration;
 #[command(
     name = "cri-dockerd-rs",
     about = "CRI that connects to the Docker Daemon",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // pflag keeps the last of repeated flags, and systemd drop-ins append
+    // flags to an ExecStart that may already name them.
+    args_override_self = true
 )]
 pub struct Cli {
     /// Prints the build information about cri-dockerd-rs
@@ -68,8 +71,8 @@ pub struct Cli {
     pub ipv6_dual_stack: bool,
 
     /// The log level: trace, debug, info, warn, error, fatal, panic. RUST_LOG, when set, wins.
-    #[arg(long, default_value = "info", value_name = "string")]
-    pub log_level: String,
+    #[arg(long, default_value = "info", value_name = "string", value_parser = parse_log_level)]
+    pub log_level: LogLevel,
 
     /// The name of the network plugin to be invoked for various events in kubelet/pod lifecycle: "cni", or empty for Docker's bridge.
     #[arg(long, default_value = "cni", value_name = "string")]
@@ -95,9 +98,10 @@ pub struct Cli {
     #[arg(long, value_name = "duration", value_parser = parse_go_duration)]
     pub runtime_request_timeout: Option<Duration>,
 
-    /// The address to bind the CRI streaming server to (default: 127.0.0.1 with a free port).
-    #[arg(long, value_name = "string")]
-    pub streaming_bind_addr: Option<String>,
+    /// The address to bind the CRI streaming server to: IP:PORT, or an IP alone for a free port
+    /// on it (default: 127.0.0.1 with a free port).
+    #[arg(long, value_name = "string", value_parser = parse_streaming_bind_addr)]
+    pub streaming_bind_addr: Option<StreamingBindAddr>,
 
     /// How long a streaming URL stays valid (hidden: for tests).
     #[arg(long, default_value = "1m0s", value_parser = parse_go_duration, hide = true)]
@@ -115,6 +119,85 @@ pub struct Cli {
 
 fn parse_hairpin(s: &str) -> Result<HairpinMode, String> {
     s.parse()
+}
+
+/// logrus's levels, as cri-dockerd accepts them; fatal and panic log as error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    fn filter(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "trace" => Ok(LogLevel::Trace),
+        "debug" => Ok(LogLevel::Debug),
+        "info" => Ok(LogLevel::Info),
+        "warn" | "warning" => Ok(LogLevel::Warn),
+        "error" | "fatal" | "panic" => Ok(LogLevel::Error),
+        _ => Err(format!(
+            "not a log level: {s:?} (one of trace, debug, info, warn, error, fatal, panic)"
+        )),
+    }
+}
+
+/// Where the streaming server listens, as a `host:port` TcpListener takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamingBindAddr(String);
+
+impl StreamingBindAddr {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// cri-dockerd's rules: `IP:PORT`, or a bare IP for a free port on it (as
+/// in its docs and many unit files); also `[v6]:PORT`, a bare IPv6 address,
+/// `:PORT` for every address and `host:PORT`.
+fn parse_streaming_bind_addr(s: &str) -> Result<StreamingBindAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+        return Ok(StreamingBindAddr(addr.to_string()));
+    }
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(StreamingBindAddr(
+            std::net::SocketAddr::new(ip, 0).to_string(),
+        ));
+    }
+    let invalid = || {
+        format!("invalid address {s:?} (examples: 127.0.0.1, 127.0.0.1:10010, [::1]:10010, :10010)")
+    };
+    let (host, port) = s.rsplit_once(':').ok_or_else(invalid)?;
+    port.parse::<u16>().map_err(|_| invalid())?;
+    if host.is_empty() {
+        return Ok(StreamingBindAddr(format!("0.0.0.0:{port}")));
+    }
+    let host_ok = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !host_ok {
+        return Err(invalid());
+    }
+    Ok(StreamingBindAddr(s.to_string()))
 }
 
 /// cri-dockerd's default Docker request timeout.
@@ -199,14 +282,7 @@ impl Cli {
         {
             return filter;
         }
-        match self.log_level.to_lowercase().as_str() {
-            "trace" => "trace",
-            "debug" => "debug",
-            "warn" | "warning" => "warn",
-            "error" | "fatal" | "panic" => "error",
-            _ => "info",
-        }
-        .to_string()
+        self.log_level.filter().to_string()
     }
 }
 
@@ -237,7 +313,7 @@ mod tests {
         assert_eq!(cli.hairpin_mode, HairpinMode::None);
         assert_eq!(cli.pod_infra_container_image, "registry.k8s.io/pause:3.10");
         assert_eq!(cli.image_pull_progress_deadline, Duration::from_secs(60));
-        assert_eq!(cli.log_level, "info");
+        assert_eq!(cli.log_level, LogLevel::Info);
         assert!(!cli.ipv6_dual_stack);
         assert_eq!(cli.restrict_oom_score_adj, None);
     }
@@ -281,6 +357,72 @@ mod tests {
             parse(&["--network-plugin=kubenet"])
                 .runtime_settings()
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn streaming_bind_addresses_as_cri_dockerd_takes_them() {
+        let addr = |s: &str| parse_streaming_bind_addr(s).map(|a| a.0);
+        assert_eq!(addr("127.0.0.1"), Ok("127.0.0.1:0".into()));
+        assert_eq!(addr("127.0.0.1:10010"), Ok("127.0.0.1:10010".into()));
+        assert_eq!(addr("0.0.0.0"), Ok("0.0.0.0:0".into()));
+        assert_eq!(addr("::1"), Ok("[::1]:0".into()));
+        assert_eq!(addr("[::1]"), Ok("[::1]:0".into()));
+        assert_eq!(addr("[::1]:10010"), Ok("[::1]:10010".into()));
+        assert_eq!(addr(":10010"), Ok("0.0.0.0:10010".into()));
+        assert_eq!(addr("localhost:10010"), Ok("localhost:10010".into()));
+        for bad in [
+            "",
+            "127.0.0.1:",
+            "127.0.0.1:99999",
+            "a b:1",
+            "http://x:1",
+            "1.2.3.4.5",
+        ] {
+            assert!(addr(bad).is_err(), "{bad:?}");
+        }
+        let cli = parse(&["--streaming-bind-addr=127.0.0.1"]);
+        assert_eq!(cli.streaming_bind_addr.unwrap().as_str(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        let cli = parse(&[
+            "--log-level=info",
+            "--network-plugin=cni",
+            "--log-level",
+            "debug",
+            "--network-plugin=",
+            "--ipv6-dual-stack",
+            "--ipv6-dual-stack=false",
+            "--buildinfo",
+            "--buildinfo",
+        ]);
+        assert_eq!(cli.log_level, LogLevel::Debug);
+        assert_eq!(cli.network_plugin, "");
+        assert!(!cli.ipv6_dual_stack);
+        assert!(cli.buildinfo);
+    }
+
+    #[test]
+    fn log_levels_are_logrus_names_and_nothing_else() {
+        for (name, level) in [
+            ("trace", LogLevel::Trace),
+            ("DEBUG", LogLevel::Debug),
+            ("info", LogLevel::Info),
+            ("warning", LogLevel::Warn),
+            ("fatal", LogLevel::Error),
+            ("panic", LogLevel::Error),
+        ] {
+            assert_eq!(parse(&[&format!("--log-level={name}")]).log_level, level);
+        }
+        let err = Cli::try_parse_from(["x", "--log-level=verbose"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("verbose"), "{err}");
+        assert!(
+            err.contains("trace, debug, info, warn, error, fatal, panic"),
+            "{err}"
         );
     }
 

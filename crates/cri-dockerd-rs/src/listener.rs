@@ -1,5 +1,9 @@
-//! The CRI endpoint: a unix socket (created with its parent directory, a
-//! stale one replaced, mode 0660, removed on exit) or a TCP address.
+//! The CRI endpoint: a unix socket we create (its parent directory made, a
+//! stale one replaced, mode 0660, removed on exit), a socket systemd passed
+//! (`fd://`, left in place on exit: it is systemd's), or a TCP address.
+//!
+//! Unix connections go through [`AuthorityFixed`], so gRPC clients that
+//! name the socket path in `:authority` are served.
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -8,19 +12,35 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use cri_dockerd_server::CriService;
 use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
+
+use crate::authority::AuthorityFixed;
+use crate::systemd::{PassedListener, SystemdHandover};
 
 pub enum Listener {
     Unix {
         listener: UnixListener,
-        path: PathBuf,
+        /// The socket file to remove on exit; `None` when systemd owns it.
+        created: Option<PathBuf>,
     },
     Tcp(TcpListener),
 }
 
 impl Listener {
-    pub fn bind(endpoint: &str) -> anyhow::Result<Self> {
+    /// Binds `endpoint`: `unix:///path`, `/path`, `tcp://host:port`,
+    /// `fd://` or `fd://NAME` (a socket from `systemd`).
+    pub fn bind(endpoint: &str, systemd: &mut SystemdHandover) -> anyhow::Result<Self> {
+        if let Some(name) = endpoint.strip_prefix("fd://") {
+            return Ok(match systemd.listener(name)? {
+                PassedListener::Unix(l) => Listener::Unix {
+                    listener: UnixListener::from_std(l)?,
+                    created: None,
+                },
+                PassedListener::Tcp(l) => Listener::Tcp(TcpListener::from_std(l)?),
+            });
+        }
         if let Some(address) = endpoint.strip_prefix("tcp://") {
             let std_listener = std::net::TcpListener::bind(address)
                 .with_context(|| format!("binding {endpoint}"))?;
@@ -31,7 +51,7 @@ impl Listener {
             Some(path) => PathBuf::from(path),
             None if endpoint.starts_with('/') => PathBuf::from(endpoint),
             None => bail!(
-                "unsupported --container-runtime-endpoint {endpoint:?} (unix:///path or tcp://host:port)"
+                "unsupported --container-runtime-endpoint {endpoint:?} (unix:///path, fd:// or tcp://host:port)"
             ),
         };
         if let Some(parent) = path.parent() {
@@ -43,7 +63,10 @@ impl Listener {
             UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
             .with_context(|| format!("chmod 0660 {}", path.display()))?;
-        Ok(Listener::Unix { listener, path })
+        Ok(Listener::Unix {
+            listener,
+            created: Some(path),
+        })
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight calls finish.
@@ -56,11 +79,15 @@ impl Listener {
             .add_service(service.runtime_server())
             .add_service(service.image_server());
         match self {
-            Listener::Unix { listener, path } => {
+            Listener::Unix { listener, created } => {
+                let incoming =
+                    UnixListenerStream::new(listener).map(|c| c.map(AuthorityFixed::new));
                 let outcome = router
-                    .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                    .serve_with_incoming_shutdown(incoming, shutdown)
                     .await;
-                let _ = std::fs::remove_file(&path);
+                if let Some(path) = created {
+                    let _ = std::fs::remove_file(&path);
+                }
                 outcome.context("serving the CRI socket")
             }
             Listener::Tcp(listener) => router

@@ -1,9 +1,11 @@
 //! `cri-dockerd-rs`: a CRI server for Docker Engine.
 
+mod authority;
 mod cli;
 mod docker;
 mod duration;
 mod listener;
+mod systemd;
 
 use std::process::ExitCode;
 
@@ -16,6 +18,7 @@ use cri_dockerd_streaming::StreamingServer;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Cli;
+use crate::systemd::{Notifier, SystemdHandover};
 
 /// Loopback and a free port: the kubelet on this node proxies the streams.
 const DEFAULT_STREAMING_ADDR: &str = "127.0.0.1:0";
@@ -42,6 +45,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // SAFETY: no other thread exists yet (the async runtime starts below).
+    let systemd = match unsafe { SystemdHandover::take() } {
+        Ok(systemd) => systemd,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -53,7 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, systemd)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -62,8 +73,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, mut systemd: SystemdHandover) -> anyhow::Result<()> {
     let settings = cli.runtime_settings().map_err(anyhow::Error::msg)?;
+    // A socket systemd passed is taken at once, so a missing one is
+    // reported before anything else starts; a path is bound once the shim
+    // can serve it.
+    let passed_listener = if cli.container_runtime_endpoint.starts_with("fd://") {
+        Some(listener::Listener::bind(
+            &cli.container_runtime_endpoint,
+            &mut systemd,
+        )?)
+    } else {
+        None
+    };
     for flag in cli.ignored_flags() {
         tracing::warn!("flag accepted but not acted on: {flag}");
     }
@@ -72,15 +94,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("unsupported --docker-endpoint {}", cli.docker_endpoint))?;
     let streaming_addr = cli
         .streaming_bind_addr
-        .as_deref()
-        .unwrap_or(DEFAULT_STREAMING_ADDR);
+        .as_ref()
+        .map_or(DEFAULT_STREAMING_ADDR, |a| a.as_str());
     let backend = streams::backend(docker.clone(), endpoint);
     let streaming =
         StreamingServer::bind_with_ttl(streaming_addr, backend, cli.streaming_token_ttl)
             .await
             .with_context(|| format!("binding the streaming server on {streaming_addr}"))?;
     tracing::info!(address = %streaming.local_addr(), "streaming server listening");
-    let runtime = Runtime::new(docker, settings, Some(streaming))
+    let runtime = Runtime::new(docker.clone(), settings, Some(streaming))
         .await
         .context("initialising the runtime")?;
     {
@@ -94,25 +116,73 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let service = CriService::new(runtime);
 
-    let listener = listener::Listener::bind(&cli.container_runtime_endpoint)?;
+    let listener = match passed_listener {
+        Some(listener) => listener,
+        None => listener::Listener::bind(&cli.container_runtime_endpoint, &mut systemd)?,
+    };
+    let notifier = systemd.notifier();
+    if let (Some(notifier), Some(interval)) = (notifier.clone(), systemd.watchdog()) {
+        tokio::spawn(watchdog(notifier, interval, docker));
+    }
     tracing::info!(endpoint = %cli.container_runtime_endpoint, "serving the CRI");
-    listener.serve(service, shutdown_signal()).await?;
+    // The socket is bound: connections queue from here, so systemd may
+    // start the kubelet.
+    if let Some(notifier) = &notifier {
+        notifier.send(&format!(
+            "READY=1\nMAINPID={}\nSTATUS=serving the CRI on {}\n",
+            std::process::id(),
+            cli.container_runtime_endpoint
+        ));
+    }
+    listener.serve(service, shutdown_signal(notifier)).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT, telling systemd the stop has begun.
+/// SIGHUP (the stock unit's ExecReload) is logged and otherwise ignored:
+/// every setting is a flag, read at start.
+async fn shutdown_signal(notifier: Option<Notifier>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM");
-            return std::future::pending().await;
-        }
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot watch SIGTERM, SIGINT and SIGHUP");
+        return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining in-flight calls"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining in-flight calls"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: draining in-flight calls");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: draining in-flight calls");
+                break;
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: nothing to reload (settings are flags; restart to change them)");
+            }
+        }
+    }
+    if let Some(notifier) = notifier {
+        notifier.send("STOPPING=1\nSTATUS=stopping\n");
+    }
+}
+
+/// Pings systemd's watchdog at half its interval while Docker answers, so
+/// that systemd restarts a shim whose daemon is gone for good.
+async fn watchdog(notifier: Notifier, interval: std::time::Duration, docker: bollard::Docker) {
+    let period = interval / 2;
+    tracing::info!(?interval, "systemd watchdog enabled");
+    loop {
+        match tokio::time::timeout(period, docker.ping()).await {
+            Ok(Ok(_)) => notifier.send("WATCHDOG=1\n"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "Docker does not answer: no watchdog ping"),
+            Err(_) => tracing::warn!("Docker did not answer in time: no watchdog ping"),
+        }
+        tokio::time::sleep(period).await;
     }
 }

@@ -9,6 +9,7 @@ mod server;
 pub mod spdy;
 pub mod status;
 mod tokens;
+pub mod tunnel;
 pub mod websocket;
 
 pub use backend::{

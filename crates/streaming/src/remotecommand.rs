@@ -151,12 +151,26 @@ pub async fn serve(
         conn.close().await;
         return;
     };
+    // Our sending half of the stdin and resize streams stays open until the
+    // session ends. client-go reads its stdin stream until the server closes
+    // it and then closes stdin itself: a FIN sent early ends the client's
+    // stdin, and Docker, seeing stdin end on a TTY, detaches the output
+    // while the command runs on (`exec -it` printed nothing).
+    let mut held_open = Vec::new();
+    let stdin = streams.stdin.map(|s| {
+        held_open.push(s.writer);
+        Box::pin(s.reader) as _
+    });
+    let resize = streams.resize.map(|s| {
+        held_open.push(s.writer);
+        spawn_resize_decoder(s.reader)
+    });
     let io = StreamIo {
-        stdin: streams.stdin.map(|s| Box::pin(s.reader) as _),
+        stdin,
         stdout: streams.stdout.map(|s| Box::pin(s.writer) as _),
         stderr: streams.stderr.map(|s| Box::pin(s.writer) as _),
         tty: command.tty,
-        resize: streams.resize.map(|s| spawn_resize_decoder(s.reader)),
+        resize,
         client_gone: conn.gone(),
     };
     let outcome = run(io).await;
@@ -173,6 +187,7 @@ pub async fn serve(
         let _ = error.writer.shutdown().await;
     }
     conn.close().await;
+    drop(held_open);
 }
 
 /// Convenience for the server: dispatch to the backend.

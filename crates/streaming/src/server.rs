@@ -21,9 +21,18 @@ use crate::remotecommand::{self, Command};
 use crate::spdy::SpdyConnection;
 use crate::spdy::conn::Role;
 use crate::tokens::{TokenCache, TokenError};
-use crate::{portforward, status, websocket};
+use crate::{portforward, status, tunnel, websocket};
 
 pub const PROTOCOL_HEADER: &str = "X-Stream-Protocol-Version";
+
+/// Port-forward over WebSocket: SPDY tunnelled inside it (client-go 1.31+),
+/// then the channel protocols.
+const PORT_FORWARD_WEBSOCKET_PROTOCOLS: [&str; 4] = [
+    tunnel::PORT_FORWARD_TUNNEL_PROTOCOL,
+    websocket::V4,
+    websocket::V4_BASE64,
+    websocket::V1,
+];
 pub const ACCEPTED_PROTOCOLS_HEADER: &str = "X-Accepted-Stream-Protocol-Versions";
 
 struct State {
@@ -234,7 +243,7 @@ async fn handle(
                 ));
             };
             let server_protocols: &[&str] = if is_port_forward {
-                &websocket::PORT_FORWARD_PROTOCOLS
+                &PORT_FORWARD_WEBSOCKET_PROTOCOLS
             } else {
                 &websocket::REMOTE_COMMAND_PROTOCOLS
             };
@@ -258,6 +267,13 @@ async fn handle(
                 let ws =
                     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, None)
                         .await;
+                if protocol == Some(tunnel::PORT_FORWARD_TUNNEL_PROTOCOL)
+                    && let StreamRequest::PortForward(params) = request
+                {
+                    let conn = SpdyConnection::new(tunnel::WebSocketBytes::new(ws), Role::Server);
+                    portforward::serve_spdy(conn, state.backend.clone(), params).await;
+                    return;
+                }
                 serve_websocket(
                     ws,
                     protocol.unwrap_or(websocket::V1),
