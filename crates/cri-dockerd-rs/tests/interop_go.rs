@@ -1,11 +1,11 @@
 //! The streaming server against Go's spdystream, the SPDY implementation in
-//! kubectl, crictl and the kubelet (tests/interop/spdyclient).
+//! kubectl, crictl and the kubelet (tests/interop/streamclient).
 
 use cri_dockerd_testkit::cri::containers;
 use cri_dockerd_testkit::cri::{container_config, docker_pid, pod_config, pods};
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
 use cri_dockerd_testkit::netns::serve_in_netns;
-use cri_dockerd_testkit::streaming::go_spdy;
+use cri_dockerd_testkit::streaming::go_stream;
 use cri_dockerd_testkit::{Shim, test_env};
 use k8s_cri::v1::*;
 
@@ -40,7 +40,7 @@ async fn go_spdystream_exec_and_port_forward() {
     };
 
     let url = exec(&["sh", "-c", "echo out; echo err >&2; exit 5"], false).await;
-    let report = go_spdy(&["exec", &url], b"").await;
+    let report = go_stream(&["exec", &url], b"").await;
     assert_eq!(report["stdout"], "out\n");
     assert_eq!(report["stderr"], "err\n");
     let status: serde_json::Value =
@@ -50,7 +50,7 @@ async fn go_spdystream_exec_and_port_forward() {
 
     let big = "x".repeat(200_000);
     let url = exec(&["cat"], true).await;
-    let report = go_spdy(&["exec", &url, "-"], big.as_bytes()).await;
+    let report = go_stream(&["exec", &url, "-"], big.as_bytes()).await;
     assert_eq!(
         report["stdout"].as_str().unwrap().len(),
         big.len(),
@@ -73,7 +73,7 @@ async fn go_spdystream_exec_and_port_forward() {
         .unwrap()
         .into_inner()
         .url;
-    let report = go_spdy(&["portforward", &url, "7070", "hi"], b"").await;
+    let report = go_stream(&["portforward", &url, "7070", "hi"], b"").await;
     assert_eq!(report["data"], "hello go\n");
     assert_eq!(report["error"], "");
     server.join().unwrap();

@@ -24,7 +24,10 @@ pub fn check_port(value: &str, allowed: &[u16]) -> Result<u16, String> {
     Ok(port)
 }
 
-/// Copies both ways until both directions are done.
+/// Copies both ways until the pod's side is done. A client that stops
+/// sending half-closes the pod's connection and still gets the reply; the
+/// pod closing ends the forwarded connection at once, as the kubelet ends it
+/// (client-go waits for that before it closes the local connection).
 async fn splice<R, W>(mut from_client: R, mut to_client: W, tcp: tokio::net::TcpStream)
 where
     R: AsyncRead + Unpin,
@@ -34,12 +37,16 @@ where
     let upstream = async {
         let _ = tokio::io::copy(&mut from_client, &mut tcp_write).await;
         let _ = tcp_write.shutdown().await;
+        std::future::pending::<()>().await
     };
     let downstream = async {
         let _ = tokio::io::copy(&mut tcp_read, &mut to_client).await;
         let _ = to_client.shutdown().await;
     };
-    tokio::join!(upstream, downstream);
+    tokio::select! {
+        () = downstream => {}
+        () = upstream => {}
+    }
 }
 
 struct Pair {

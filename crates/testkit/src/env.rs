@@ -88,3 +88,41 @@ async fn check_registry(address: &str) {
         ),
     }
 }
+
+/// Where `scripts/test-env.sh` keeps its state and the test-only tools it
+/// unpacks (`CRID_TEST_STATE`, as in the script).
+pub fn state_dir() -> std::path::PathBuf {
+    std::env::var_os("CRID_TEST_STATE")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/cri-dockerd-rs-test".into())
+}
+
+/// A test tool `scripts/test-env.sh` installs: the path, or a panic that
+/// says how to get it.
+pub fn tool(name: &str) -> std::path::PathBuf {
+    let in_state = state_dir().join("bin").join(name);
+    if in_state.exists() {
+        return in_state;
+    }
+    for dir in ["/usr/bin", "/usr/sbin", "/bin"] {
+        let path = std::path::Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{name} is missing; run `make test-env` (scripts/test-env.sh) as root first")
+}
+
+/// Debian's kubectl (package kubernetes-client), unpacked by
+/// `scripts/test-env.sh` into the state directory: a real client-go SPDY
+/// client for exec, attach and port-forward.
+pub fn kubectl() -> std::path::PathBuf {
+    let path = state_dir().join("bin/kubectl");
+    assert!(
+        path.exists(),
+        "{} is missing; run `make test-env` (scripts/test-env.sh) as root first: it unpacks Debian's kubernetes-client there",
+        path.display()
+    );
+    path
+}

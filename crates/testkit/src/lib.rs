@@ -8,9 +8,11 @@ pub mod cri;
 pub mod dood;
 pub mod env;
 pub mod images;
+pub mod kubeapi;
 pub mod netns;
 pub mod shim;
 pub mod streaming;
+pub mod terminal;
 
 pub use env::{TestEnv, test_env};
 pub use shim::{Shim, ShimBuilder};

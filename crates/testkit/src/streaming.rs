@@ -333,40 +333,57 @@ pub async fn upgrade_status(url: &str) -> u16 {
     }
 }
 
-/// Builds `tests/interop/spdyclient` (Go, with Debian's packaged
-/// spdystream; no network) once, and returns its path.
-pub fn go_spdy_client() -> std::path::PathBuf {
+/// Builds `tests/interop/streamclient` (Go, with Debian's packaged
+/// spdystream, gorilla/websocket and x/term) once per source change. Tests
+/// running at once share the build: one builds under a lock, into a
+/// temporary name renamed into place.
+pub fn go_stream_client() -> std::path::PathBuf {
     let root = crate::repo_root();
     let out_dir = root.join("target/interop");
-    let binary = out_dir.join("spdyclient");
-    let source = root.join("tests/interop/spdyclient/main.go");
-    let fresh = std::fs::metadata(&binary)
-        .and_then(|b| Ok(b.modified()? >= std::fs::metadata(&source)?.modified()?))
-        .unwrap_or(false);
-    if fresh {
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let binary = out_dir.join("streamclient");
+    let source = root.join("tests/interop/streamclient/main.go");
+    let fresh = || {
+        std::fs::metadata(&binary)
+            .and_then(|b| Ok(b.modified()? >= std::fs::metadata(&source)?.modified()?))
+            .unwrap_or(false)
+    };
+    let lock = std::fs::File::create(out_dir.join("streamclient.lock")).unwrap();
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("locking the Go client build");
+    if fresh() {
         return binary;
     }
     let gopath = out_dir.join("gopath");
-    let package = gopath.join("src/spdyclient");
+    let package = gopath.join("src/streamclient");
     std::fs::create_dir_all(&package).unwrap();
     std::fs::copy(&source, package.join("main.go")).unwrap();
+    let building = out_dir.join(format!("streamclient.{}", std::process::id()));
     let status = std::process::Command::new("go")
         .args(["build", "-o"])
-        .arg(&binary)
-        .arg("spdyclient")
+        .arg(&building)
+        .arg("streamclient")
         .env("GO111MODULE", "off")
         .env("GOPATH", format!("{}:/usr/share/gocode", gopath.display()))
         .env("GOCACHE", out_dir.join("gocache"))
         .env("GOFLAGS", "")
         .status()
-        .unwrap_or_else(|e| panic!("running go ({e}); `make test-env` installs golang-go and golang-github-docker-spdystream-dev"));
-    assert!(status.success(), "building the Go spdystream client failed");
+        .unwrap_or_else(|e| {
+            panic!("running go ({e}); `make test-env` installs golang-go and the Go libraries")
+        });
+    assert!(
+        status.success(),
+        "building the Go stream client failed (scripts/test-env.sh installs golang-go, \
+         golang-github-docker-spdystream-dev, golang-github-gorilla-websocket-dev, golang-golang-x-term-dev)"
+    );
+    std::fs::rename(&building, &binary).unwrap();
     binary
 }
 
 /// Runs the Go client with `stdin` as its input; its JSON report.
-pub async fn go_spdy(args: &[&str], stdin: &[u8]) -> serde_json::Value {
-    let binary = go_spdy_client();
+pub async fn go_stream(args: &[&str], stdin: &[u8]) -> serde_json::Value {
+    let binary = go_stream_client();
     let mut child = tokio::process::Command::new(binary)
         .args(args)
         .stdin(std::process::Stdio::piped())
