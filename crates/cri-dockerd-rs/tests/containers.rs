@@ -320,6 +320,60 @@ async fn reopen_container_log_starts_a_new_file() {
     );
 }
 
+/// The kubelet's rotation, many times over while the container writes as
+/// fast as it can: after each ReopenContainerLog returns, the file is
+/// already there, takes the new lines, and the renamed one no longer grows.
+#[tokio::test(flavor = "multi_thread")]
+async fn reopen_under_fast_writes_always_leaves_a_file() {
+    test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let (pod_id, pod_config) = pod(&shim, "rotfast").await;
+    let script = "i=0; while true; do echo line-$i; i=$((i+1)); done";
+    let id = containers::run(
+        &shim.runtime,
+        &pod_id,
+        container_config("fast", BUSYBOX_IMAGE, &["sh", "-c", script]),
+        &pod_config,
+    )
+    .await;
+    let path = containers::status(&shim.runtime, &id).await.log_path;
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no log lines");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut runtime = shim.runtime.clone();
+    for round in 0..30 {
+        let rotated = format!("{path}.{round}");
+        std::fs::rename(&path, &rotated).unwrap();
+        runtime
+            .reopen_container_log(ReopenContainerLogRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        assert!(
+            std::path::Path::new(&path).exists(),
+            "round {round}: no log file right after ReopenContainerLog returned"
+        );
+        let frozen = std::fs::metadata(&rotated).unwrap().len();
+        let started = std::time::Instant::now();
+        while std::fs::metadata(&path).unwrap().len() == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "round {round}: the new file gets no lines"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            std::fs::metadata(&rotated).unwrap().len(),
+            frozen,
+            "round {round}: the rotated file grew after the reopen"
+        );
+        std::fs::remove_file(&rotated).unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn mounts_rootfs_capabilities_and_users() {
     test_env().await;

@@ -1,0 +1,90 @@
+//! Flags as cri-dockerd (cobra/pflag) parses them, checked on the binary:
+//! a bare IP for `--streaming-bind-addr`, the last of a repeated flag (as
+//! systemd drop-ins append flags), and a refused unknown log level.
+
+use std::process::Command;
+
+use cri_dockerd_testkit::cri::{container_config, containers, pod_config, pods};
+use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
+use cri_dockerd_testkit::streaming::{Options, spdy_command};
+use cri_dockerd_testkit::{Shim, test_env};
+use k8s_cri::v1::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bare_ip_streaming_address_and_repeated_flags() {
+    test_env().await;
+    // The harness passes --streaming-bind-addr=127.0.0.1:0 and
+    // --log-level=debug; the later values must win.
+    let shim = Shim::builder(BIN)
+        .with_cni()
+        .arg("--streaming-bind-addr=127.0.0.1")
+        .arg("--log-level")
+        .arg("warn")
+        .start()
+        .await;
+    let mut config = pod_config("flags", "default", &shim.pod_uid("flags"));
+    config.log_directory = shim.dir.path().join("pods").display().to_string();
+    let pod = pods::run(&shim.runtime, config.clone()).await.unwrap();
+    let id = containers::run(
+        &shim.runtime,
+        &pod,
+        container_config("box", BUSYBOX_IMAGE, &["sleep", "3600"]),
+        &config,
+    )
+    .await;
+    let url = shim
+        .runtime
+        .clone()
+        .exec(ExecRequest {
+            container_id: id,
+            cmd: vec!["echo".into(), "bound".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let port: u16 = url
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("a URL on 127.0.0.1: {url}"));
+    assert_ne!(port, 0);
+    let outcome = spdy_command(
+        &url,
+        "v4.channel.k8s.io",
+        Options {
+            stdout: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(outcome.stdout, b"bound\n");
+    let log = shim.log_text();
+    assert!(
+        !log.contains(" INFO ") && !log.contains(" DEBUG "),
+        "--log-level=warn came last, yet:\n{log}"
+    );
+}
+
+#[test]
+fn bad_values_stop_startup_with_a_message() {
+    for (flag, expected) in [
+        (
+            "--log-level=loud",
+            "one of trace, debug, info, warn, error, fatal, panic",
+        ),
+        (
+            "--streaming-bind-addr=127.0.0.1:http",
+            "examples: 127.0.0.1",
+        ),
+    ] {
+        let output = Command::new(BIN).arg(flag).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{flag}: {stderr}");
+    }
+}
