@@ -31,10 +31,6 @@ use crate::translate;
 /// How long ContainerStatus waits for the log copy of an exited container.
 const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(10);
 const IMAGE_CACHE_TTL: Duration = Duration::from_secs(30);
-/// How recently a container must have died for a late OOM event to matter,
-/// and how long to wait for one.
-const LATE_OOM_WINDOW: Duration = Duration::from_secs(2);
-const LATE_OOM_WAIT: Duration = Duration::from_secs(1);
 
 /// Docker's image ID prefixes in the CRI's image_ref, as cri-dockerd writes them.
 const DOCKER_IMAGE_ID_PREFIX: &str = "docker://";
@@ -255,6 +251,7 @@ impl Runtime {
         };
         let full_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
         self.logs.forget(&full_id);
+        self.oom_kills.forget(&full_id);
         match self
             .docker
             .remove_container(
@@ -353,43 +350,6 @@ impl Runtime {
         Ok(containers)
     }
 
-    /// Docker records an OOM kill when it processes the OOM event, which
-    /// can come after the exit: a memory-limited container that just died of
-    /// SIGKILL may not show `OOMKilled` yet.
-    fn oom_event_may_be_late(&self, inspect: &ContainerInspectResponse) -> bool {
-        let state = inspect.state.clone().unwrap_or_default();
-        let limited = inspect
-            .host_config
-            .as_ref()
-            .and_then(|h| h.memory)
-            .unwrap_or(0)
-            > 0;
-        let finished = rfc3339_to_ns(state.finished_at.as_deref().unwrap_or_default());
-        let recent = finished > 0
-            && crate::time::system_now_ns() - finished < LATE_OOM_WINDOW.as_nanos() as i64;
-        limited
-            && recent
-            && state.running != Some(true)
-            && state.exit_code == Some(137)
-            && state.oom_killed != Some(true)
-    }
-
-    async fn wait_for_late_oom(
-        &self,
-        id: &str,
-        mut inspect: ContainerInspectResponse,
-    ) -> Result<ContainerInspectResponse> {
-        let started = Instant::now();
-        while started.elapsed() < LATE_OOM_WAIT {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            inspect = self.inspect_container_checked(id).await?;
-            if inspect.state.as_ref().and_then(|s| s.oom_killed) == Some(true) {
-                break;
-            }
-        }
-        Ok(inspect)
-    }
-
     /// RepoTags and RepoDigests of an image ID, cached for a short while.
     async fn image_names(&self, image_id: &str) -> (Vec<String>, Vec<String>) {
         if let Some((at, tags, digests)) = self
@@ -431,10 +391,15 @@ impl Runtime {
             inspect = self.inspect_container_checked(&full_id).await?;
             state = cri_state(&inspect).0;
         }
-        if self.oom_event_may_be_late(&inspect) {
-            inspect = self.wait_for_late_oom(&full_id, inspect).await?;
+        let (_, mut reason) = cri_state(&inspect);
+        if reason == "Error"
+            && self
+                .oom_kills
+                .was_oom_killed(&self.docker, &full_id, &inspect)
+                .await
+        {
+            reason = "OOMKilled";
         }
-        let (_, reason) = cri_state(&inspect);
         let docker_state = inspect.state.clone().unwrap_or_default();
         let config = inspect.config.clone().unwrap_or_default();
         let host = inspect.host_config.clone().unwrap_or_default();

@@ -18,6 +18,7 @@ mod locks;
 pub mod logs;
 pub mod naming;
 mod oom;
+pub mod oom_kills;
 mod runtime;
 mod sandbox;
 mod stats;

@@ -36,6 +36,7 @@ pub struct Runtime {
     pub(crate) bad_checkpoints: Mutex<HashSet<String>>,
     pub(crate) logs: LogManager,
     pub(crate) image_names: ImageNames,
+    pub(crate) oom_kills: crate::oom_kills::OomKills,
     /// Per running container: what stats need without asking Docker again.
     pub(crate) container_facts: Mutex<HashMap<String, Arc<crate::stats::ContainerFacts>>>,
     pub(crate) stats: crate::stats::StatsState,
@@ -93,6 +94,7 @@ impl Runtime {
             bad_checkpoints: Mutex::default(),
             logs: LogManager::new(docker_for_logs),
             image_names: ImageNames::default(),
+            oom_kills: Default::default(),
             container_facts: Mutex::default(),
             stats: crate::stats::StatsState::new(),
             streaming,

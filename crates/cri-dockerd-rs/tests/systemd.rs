@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cri_dockerd_testkit::docker_proxy::DockerProxy;
 use cri_dockerd_testkit::shim::channel_for;
 use cri_dockerd_testkit::test_env;
 use k8s_cri::v1::VersionRequest;
@@ -162,6 +163,66 @@ async fn socket_activation_readiness_watchdog_and_stop() {
         socket.exists(),
         "the socket belongs to systemd: the shim must not unlink it"
     );
+}
+
+/// WATCHDOG=1 only while Docker answers: taken away, the pings stop (and
+/// systemd would restart the shim); given back, they resume.
+#[tokio::test(flavor = "multi_thread")]
+async fn watchdog_pings_follow_docker() {
+    test_env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut docker = DockerProxy::start(&dir.path().join("docker.sock"));
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut shim = shim_args(dir.path(), "fd://");
+    shim.push(format!("--docker-endpoint={}", docker.endpoint()));
+    let mut activator = socket_activate(
+        dir.path(),
+        &[],
+        &[
+            format!("NOTIFY_SOCKET={}", notify_path.display()),
+            "WATCHDOG_USEC=1000000".into(),
+        ],
+        shim,
+    );
+    let socket = dir.path().join("cri.sock");
+    wait_for_path(&socket);
+    assert_eq!(version_over(&socket).await, "docker");
+    assert!(next_notification(&notify, dir.path()).contains(&"READY=1".to_string()));
+    assert_eq!(
+        next_notification(&notify, dir.path()),
+        vec!["WATCHDOG=1".to_string()]
+    );
+
+    docker.cut();
+    // A ping already on its way may still land; then silence.
+    notify
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    while notify.recv(&mut buf).is_ok() {}
+    notify
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    assert!(
+        notify.recv(&mut buf).is_err(),
+        "a watchdog ping while Docker does not answer"
+    );
+
+    docker.resume();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        next_notification(&notify, dir.path()),
+        vec!["WATCHDOG=1".to_string()],
+        "pings resume once Docker answers"
+    );
+    let _ = activator.kill();
+    let _ = activator.wait();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,6 +5,7 @@
 //! they never skip.
 
 pub mod cri;
+pub mod docker_proxy;
 pub mod dood;
 pub mod env;
 pub mod images;
