@@ -4,8 +4,6 @@
 
 use std::process::Command;
 
-use cri_dockerd_testkit::cri::{container_config, containers, pod_config, pods};
-use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
 use cri_dockerd_testkit::streaming::{Options, spdy_command};
 use cri_dockerd_testkit::{Shim, test_env};
 use k8s_cri::v1::*;
@@ -24,16 +22,8 @@ async fn bare_ip_streaming_address_and_repeated_flags() {
         .arg("warn")
         .start()
         .await;
-    let mut config = pod_config("flags", "default", &shim.pod_uid("flags"));
-    config.log_directory = shim.dir.path().join("pods").display().to_string();
-    let pod = pods::run(&shim.runtime, config.clone()).await.unwrap();
-    let id = containers::run(
-        &shim.runtime,
-        &pod,
-        container_config("box", BUSYBOX_IMAGE, &["sleep", "3600"]),
-        &config,
-    )
-    .await;
+    let (pod, config) = shim.run_pod("flags").await;
+    let id = shim.run_sleeper(&pod, &config, "box").await;
     let url = shim
         .runtime
         .clone()

@@ -3,7 +3,6 @@
 //! `:authority`, and the raw path that grpc-java and kubelets/crictl before
 //! 1.26 send there (tests/grpc/cri_call.py).
 
-use cri_dockerd_testkit::cri::{pod_config, pods};
 use cri_dockerd_testkit::{Shim, test_env};
 use k8s_cri::v1::*;
 use prost::Message;
@@ -60,9 +59,7 @@ async fn grpcio_call(
 async fn python_grpcio_on_its_defaults_lists_pods() {
     test_env().await;
     let shim = Shim::builder(BIN).with_cni().start().await;
-    let mut config = pod_config("py", "default", &shim.pod_uid("py"));
-    config.log_directory = shim.dir.path().join("pods").display().to_string();
-    let pod = pods::run(&shim.runtime, config).await.unwrap();
+    let (pod, _) = shim.run_pod("py").await;
     let socket = shim.socket.display().to_string();
 
     // grpc C-core's two spellings of a unix target (the authority it sends

@@ -1,9 +1,7 @@
 //! The streaming server against Go's spdystream, the SPDY implementation in
 //! kubectl, crictl and the kubelet (tests/interop/streamclient).
 
-use cri_dockerd_testkit::cri::containers;
-use cri_dockerd_testkit::cri::{container_config, docker_pid, pod_config, pods};
-use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
+use cri_dockerd_testkit::cri::docker_pid;
 use cri_dockerd_testkit::netns::serve_in_netns;
 use cri_dockerd_testkit::streaming::go_stream;
 use cri_dockerd_testkit::{Shim, test_env};
@@ -15,16 +13,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 async fn go_spdystream_exec_and_port_forward() {
     let env = test_env().await;
     let shim = Shim::builder(BIN).with_cni().start().await;
-    let mut config = pod_config("go", "default", &shim.pod_uid("go"));
-    config.log_directory = shim.dir.path().join("pods/go").display().to_string();
-    let pod = pods::run(&shim.runtime, config.clone()).await.unwrap();
-    let id = containers::run(
-        &shim.runtime,
-        &pod,
-        container_config("box", BUSYBOX_IMAGE, &["sleep", "3600"]),
-        &config,
-    )
-    .await;
+    let (pod, config) = shim.run_pod("go").await;
+    let id = shim.run_sleeper(&pod, &config, "box").await;
 
     let exec = |cmd: &[&str], stdin: bool| {
         let client = shim.runtime.clone();

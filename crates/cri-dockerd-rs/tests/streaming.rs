@@ -15,22 +15,8 @@ use k8s_cri::v1::*;
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 
 async fn running_box(shim: &Shim, name: &str) -> (String, String, PodSandboxConfig) {
-    let mut config = pod_config(name, "default", &shim.pod_uid(name));
-    config.log_directory = shim
-        .dir
-        .path()
-        .join("pods")
-        .join(name)
-        .display()
-        .to_string();
-    let pod = pods::run(&shim.runtime, config.clone()).await.unwrap();
-    let id = containers::run(
-        &shim.runtime,
-        &pod,
-        container_config("box", BUSYBOX_IMAGE, &["sleep", "3600"]),
-        &config,
-    )
-    .await;
+    let (pod, config) = shim.run_pod(name).await;
+    let id = shim.run_sleeper(&pod, &config, "box").await;
     (pod, id, config)
 }
 

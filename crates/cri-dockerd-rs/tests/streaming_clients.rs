@@ -9,7 +9,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cri_dockerd_testkit::cri::{container_config, containers, pod_config, pods};
+use cri_dockerd_testkit::cri::{container_config, containers};
 use cri_dockerd_testkit::env::{BUSYBOX_IMAGE, kubectl};
 use cri_dockerd_testkit::kubeapi::{FakeApiServer, FakeContainer};
 use cri_dockerd_testkit::streaming::{go_stream, go_stream_client};
@@ -36,20 +36,12 @@ struct Node {
 
 /// One pod named `demo` with a plain container, a TTY shell and an HTTP
 /// server on 8080, known to the stand-in API server.
-async fn node(name: &str) -> Node {
+async fn node() -> Node {
     test_env().await;
     let shim = Shim::builder(BIN).with_cni().start().await;
-    let uid = shim.pod_uid(name);
-    let mut config = pod_config("demo", "default", &uid);
-    config.log_directory = shim.dir.path().join("pods").display().to_string();
-    let pod = pods::run(&shim.runtime, config.clone()).await.unwrap();
-    let box_id = containers::run(
-        &shim.runtime,
-        &pod,
-        container_config("box", BUSYBOX_IMAGE, &["sleep", "3600"]),
-        &config,
-    )
-    .await;
+    let (pod, config) = shim.run_pod("demo").await;
+    let uid = shim.pod_uid("demo");
+    let box_id = shim.run_sleeper(&pod, &config, "box").await;
     let mut tty = container_config("ttybox", BUSYBOX_IMAGE, &["sh"]);
     tty.tty = true;
     tty.stdin = true;
@@ -180,7 +172,7 @@ async fn interactive_shell(term: &mut Terminal, exits: bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_exec_it_over_spdy_on_a_terminal() {
-    let node = node("kexec").await;
+    let node = node().await;
     let mut term = Terminal::spawn(
         node.kubectl(&["exec", "-it", "demo", "-c", "box", "--", "sh"]),
         30,
@@ -214,7 +206,7 @@ async fn kubectl_exec_it_over_spdy_on_a_terminal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_attach_it_over_spdy_on_a_terminal() {
-    let node = node("kattach").await;
+    let node = node().await;
     let mut term = Terminal::spawn(
         node.kubectl(&["attach", "-it", "demo", "-c", "ttybox"]),
         30,
@@ -242,21 +234,20 @@ async fn kubectl_attach_it_over_spdy_on_a_terminal() {
     term.expect("again-5", STEP).await;
 }
 
+/// The Go WebSocket client on a 30x100 terminal.
+fn ws_tty(client: &std::path::Path, url: &str) -> Terminal {
+    let mut command = Command::new(client);
+    command.args(["ws-tty", url]);
+    Terminal::spawn(command, 30, 100)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn websocket_exec_and_attach_on_a_terminal() {
-    let node = node("wstty").await;
+    let node = node().await;
     let client = go_stream_client();
 
     let url = node.exec_url(&node.box_id, &["sh"], true).await;
-    let mut term = Terminal::spawn(
-        {
-            let mut c = Command::new(&client);
-            c.args(["ws-tty", &url]);
-            c
-        },
-        30,
-        100,
-    );
+    let mut term = ws_tty(&client, &url);
     interactive_shell(&mut term, true).await;
     let status = term.wait(STEP).await;
     assert_eq!(status.code(), Some(3), "{:?}", term.transcript());
@@ -264,15 +255,7 @@ async fn websocket_exec_and_attach_on_a_terminal() {
     let url = node
         .exec_url(&node.box_id, &["sh", "-c", "echo quick-out"], true)
         .await;
-    let mut term = Terminal::spawn(
-        {
-            let mut c = Command::new(&client);
-            c.args(["ws-tty", &url]);
-            c
-        },
-        30,
-        100,
-    );
+    let mut term = ws_tty(&client, &url);
     term.expect("quick-out", STEP).await;
     assert!(term.wait(STEP).await.success(), "{:?}", term.transcript());
 
@@ -291,15 +274,7 @@ async fn websocket_exec_and_attach_on_a_terminal() {
         .unwrap()
         .into_inner()
         .url;
-    let mut term = Terminal::spawn(
-        {
-            let mut c = Command::new(&client);
-            c.args(["ws-tty", &url]);
-            c
-        },
-        30,
-        100,
-    );
+    let mut term = ws_tty(&client, &url);
     term.type_line("");
     interactive_shell(&mut term, false).await;
     drop(term);
@@ -329,7 +304,7 @@ async fn http_get(port: u16, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_port_forward_over_spdy() {
-    let node = node("kpf").await;
+    let node = node().await;
     let mut child = node
         .kubectl(&["port-forward", "demo", ":8080"])
         .stdout(Stdio::piped())
@@ -383,7 +358,7 @@ async fn kubectl_port_forward_over_spdy() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn port_forward_over_spdy_tunnelled_in_websocket() {
-    let node = node("tunnel").await;
+    let node = node().await;
     let url = node
         .shim
         .runtime

@@ -257,6 +257,39 @@ impl Shim {
         format!("{}-{name}", self.uid_prefix)
     }
 
+    /// Runs a pod of this test named `name` (namespace `default`, logs
+    /// under the shim's directory); its id and config.
+    pub async fn run_pod(&self, name: &str) -> (String, k8s_cri::v1::PodSandboxConfig) {
+        let mut config = crate::cri::pod_config(name, "default", &self.pod_uid(name));
+        config.log_directory = self
+            .dir
+            .path()
+            .join("pods")
+            .join(name)
+            .display()
+            .to_string();
+        let id = crate::cri::pods::run(&self.runtime, config.clone())
+            .await
+            .expect("RunPodSandbox");
+        (id, config)
+    }
+
+    /// Starts `sleep 3600` as container `name` of `pod`; its id.
+    pub async fn run_sleeper(
+        &self,
+        pod: &str,
+        config: &k8s_cri::v1::PodSandboxConfig,
+        name: &str,
+    ) -> String {
+        crate::cri::containers::run(
+            &self.runtime,
+            pod,
+            crate::cri::container_config(name, crate::env::BUSYBOX_IMAGE, &["sleep", "3600"]),
+            config,
+        )
+        .await
+    }
+
     /// Stops and removes every pod of this test still known to the shim.
     pub async fn cleanup(&mut self) {
         if self.child.is_none() {

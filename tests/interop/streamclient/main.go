@@ -158,19 +158,15 @@ func (c *tunnelConn) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
-func wsURL(rawURL string) string {
+// dialWebSocket upgrades the streaming URL to WebSocket, offering protocols.
+func dialWebSocket(rawURL string, protocols ...string) *websocket.Conn {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		fail("bad url: %v", err)
 	}
 	u.Scheme = "ws"
-	return u.String()
-}
-
-func tunnelPortForward(rawURL string, pairs []string) {
-	const protocol = "SPDY/3.1+portforward.k8s.io"
-	dialer := websocket.Dialer{Subprotocols: []string{protocol}, HandshakeTimeout: 10 * time.Second}
-	ws, resp, err := dialer.Dial(wsURL(rawURL), nil)
+	dialer := websocket.Dialer{Subprotocols: protocols, HandshakeTimeout: 10 * time.Second}
+	ws, resp, err := dialer.Dial(u.String(), nil)
 	if err != nil {
 		status := ""
 		if resp != nil {
@@ -178,6 +174,12 @@ func tunnelPortForward(rawURL string, pairs []string) {
 		}
 		fail("websocket dial: %v %s", err, status)
 	}
+	return ws
+}
+
+func tunnelPortForward(rawURL string, pairs []string) {
+	const protocol = "SPDY/3.1+portforward.k8s.io"
+	ws := dialWebSocket(rawURL, protocol)
 	if ws.Subprotocol() != protocol {
 		fail("negotiated %q, wanted %q", ws.Subprotocol(), protocol)
 	}
@@ -235,18 +237,7 @@ type status struct {
 }
 
 func wsTTY(rawURL string) {
-	dialer := websocket.Dialer{
-		Subprotocols:     []string{"v5.channel.k8s.io", "v4.channel.k8s.io"},
-		HandshakeTimeout: 10 * time.Second,
-	}
-	ws, resp, err := dialer.Dial(wsURL(rawURL), nil)
-	if err != nil {
-		status := ""
-		if resp != nil {
-			status = resp.Status
-		}
-		fail("websocket dial: %v %s", err, status)
-	}
+	ws := dialWebSocket(rawURL, "v5.channel.k8s.io", "v4.channel.k8s.io")
 	var writeMu sync.Mutex
 	send := func(channel byte, payload []byte) error {
 		writeMu.Lock()
