@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummaryStateEnum,
@@ -24,27 +24,17 @@ use crate::error::{Error, Result, is_docker_not_found, is_docker_not_modified};
 use crate::labels;
 use crate::naming;
 use crate::runtime::Runtime;
-use crate::sandbox::running_pid;
+use crate::sandbox::{Freshness, running_pid};
+use crate::store::{Kind, Phase, Record, id_matches};
 use crate::time::rfc3339_to_ns;
 use crate::translate;
 
 /// How long ContainerStatus waits for the log copy of an exited container.
 const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(10);
-const IMAGE_CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// Docker's image ID prefixes in the CRI's image_ref, as cri-dockerd writes them.
 const DOCKER_IMAGE_ID_PREFIX: &str = "docker://";
 const DOCKER_PULLABLE_IMAGE_ID_PREFIX: &str = "docker-pullable://";
-
-pub(crate) fn is_container(inspect: &ContainerInspectResponse) -> bool {
-    inspect
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.as_ref())
-        .and_then(|l| l.get(labels::CONTAINER_TYPE))
-        .map(String::as_str)
-        == Some(labels::CONTAINER_TYPE_CONTAINER)
-}
 
 fn label<'a>(inspect: &'a ContainerInspectResponse, key: &str) -> Option<&'a str> {
     inspect
@@ -56,15 +46,16 @@ fn label<'a>(inspect: &'a ContainerInspectResponse, key: &str) -> Option<&'a str
         .filter(|v| !v.is_empty())
 }
 
-/// An image's tags and digests, looked up once per image and kept briefly:
-/// ContainerStatus is on the kubelet's hot path.
+/// An image's tags and digests, looked up once per image and kept until
+/// Docker reports an image event (tag, untag, pull, delete): ContainerStatus
+/// is on the kubelet's hot path.
 #[derive(Default)]
 pub(crate) struct ImageNames {
     cache: Mutex<HashMap<String, CachedImageNames>>,
 }
 
-/// When looked up, RepoTags, RepoDigests.
-type CachedImageNames = (Instant, Vec<String>, Vec<String>);
+/// The store's image generation when looked up, RepoTags, RepoDigests.
+type CachedImageNames = (u64, Vec<String>, Vec<String>);
 
 /// What the CRI calls a container's state, from Docker's.
 fn cri_state(inspect: &ContainerInspectResponse) -> (ContainerState, &'static str) {
@@ -92,14 +83,13 @@ fn cri_state(inspect: &ContainerInspectResponse) -> (ContainerState, &'static st
     }
 }
 
-fn summary_state(state: Option<ContainerSummaryStateEnum>) -> ContainerState {
-    match state {
-        Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::ContainerRunning,
-        Some(ContainerSummaryStateEnum::CREATED) => ContainerState::ContainerCreated,
-        Some(ContainerSummaryStateEnum::EXITED) | Some(ContainerSummaryStateEnum::DEAD) => {
-            ContainerState::ContainerExited
-        }
-        _ => ContainerState::ContainerUnknown,
+/// The CRI's container state for a phase, as cri-dockerd maps `docker ps`.
+fn cri_container_state(phase: Phase) -> ContainerState {
+    match phase {
+        Phase::Running => ContainerState::ContainerRunning,
+        Phase::Created => ContainerState::ContainerCreated,
+        Phase::Exited => ContainerState::ContainerExited,
+        Phase::Other => ContainerState::ContainerUnknown,
     }
 }
 
@@ -129,22 +119,32 @@ fn process_user(pid: i64) -> Option<LinuxContainerUser> {
 }
 
 impl Runtime {
+    /// One of our containers by id (or unique prefix): from the store
+    /// (`Stored`, reads) or asked of Docker now (`Current`, writes).
+    pub(crate) async fn container_record(
+        &self,
+        id: &str,
+        freshness: Freshness,
+    ) -> Result<Arc<Record>> {
+        let record = match freshness {
+            Freshness::Stored => self.store.lookup(id).await?,
+            Freshness::Current => self.store.fetch(id).await?,
+        };
+        record
+            .filter(|r| r.kind == Kind::Container)
+            .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
+    }
+
+    /// Docker's inspect of one of our containers, as it is now.
     pub(crate) async fn inspect_container_checked(
         &self,
         id: &str,
     ) -> Result<ContainerInspectResponse> {
-        match self
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(inspect) if is_container(&inspect) => Ok(inspect),
-            Ok(_) => Err(Error::NotFound(format!("container {id} not found"))),
-            Err(e) if is_docker_not_found(&e) => {
-                Err(Error::NotFound(format!("container {id} not found")))
-            }
-            Err(e) => Err(Error::docker(format!("inspecting container {id}"))(e)),
-        }
+        Ok(self
+            .container_record(id, Freshness::Current)
+            .await?
+            .inspect
+            .clone())
     }
 
     pub async fn create_container(
@@ -160,11 +160,11 @@ impl Runtime {
             .filter(|i| !i.is_empty())
             .ok_or_else(|| Error::InvalidArgument("config.image.image is required".into()))?;
         let sandbox = self
-            .inspect_sandbox(sandbox_id)
+            .sandbox_record(sandbox_id, Freshness::Current)
             .await?
             .ok_or_else(|| Error::NotFound(format!("pod sandbox {sandbox_id} not found")))?;
-        let sandbox_id = sandbox.id.clone().unwrap_or_else(|| sandbox_id.to_string());
-        if running_pid(&sandbox).is_none() {
+        let sandbox_id = sandbox.id.clone();
+        if sandbox.running_pid().is_none() {
             return Err(Error::FailedPrecondition(format!(
                 "pod sandbox {sandbox_id} is not running: containers cannot join it"
             )));
@@ -174,7 +174,11 @@ impl Runtime {
                 "image {image:?} is not present: pull it first (PullImage)"
             )));
         }
-        let runtime = sandbox.host_config.as_ref().and_then(|h| h.runtime.clone());
+        let runtime = sandbox
+            .inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.runtime.clone());
         let clamp = |v: i64| self.oom.clamp(v);
         let read_file = |path: &str| std::fs::read(path);
         let grantable = crate::caps::restricted_bounding_set();
@@ -190,6 +194,7 @@ impl Runtime {
         let (name, body) =
             translate::container::create_body(config, sandbox_config, image, &options)?;
         let id = self.create_container_named(&name, body).await?;
+        self.store.fetch(&id).await?;
         tracing::info!(container_id = %id, pod_sandbox_id = %sandbox_id, name, "container created");
         Ok(id)
     }
@@ -208,6 +213,7 @@ impl Runtime {
                 Err(e) if is_docker_not_modified(&e) => {}
                 Err(e) => return Err(Error::docker(format!("starting container {full_id}"))(e)),
             }
+            self.store.fetch(&full_id).await?;
             if let Some(path) = label(&inspect, labels::CONTAINER_LOG_PATH) {
                 self.logs.follow(&full_id, PathBuf::from(path));
             }
@@ -236,10 +242,12 @@ impl Runtime {
             )
             .await
         {
-            Ok(()) => Ok(()),
-            Err(e) if is_docker_not_modified(&e) || is_docker_not_found(&e) => Ok(()),
-            Err(e) => Err(Error::docker(format!("stopping container {id}"))(e)),
+            Ok(()) => {}
+            Err(e) if is_docker_not_modified(&e) || is_docker_not_found(&e) => {}
+            Err(e) => return Err(Error::docker(format!("stopping container {id}"))(e)),
         }
+        self.store.fetch(id).await?;
+        Ok(())
     }
 
     /// Removes the container and its CRI log file; one that is gone is fine.
@@ -278,6 +286,7 @@ impl Runtime {
             .lock()
             .expect("container facts")
             .remove(&full_id);
+        self.store.forget(&full_id);
         tracing::info!(container_id = %full_id, "container removed");
         Ok(())
     }
@@ -286,62 +295,44 @@ impl Runtime {
         &self,
         filter: Option<&ContainerFilter>,
     ) -> Result<Vec<Container>> {
-        let mut label_filters = vec![format!(
-            "{}={}",
-            labels::CONTAINER_TYPE,
-            labels::CONTAINER_TYPE_CONTAINER
-        )];
-        let mut filters = HashMap::new();
-        let mut wanted_state = None;
-        if let Some(f) = filter {
-            if !f.id.is_empty() {
-                filters.insert("id".to_string(), vec![f.id.clone()]);
-            }
-            if !f.pod_sandbox_id.is_empty() {
-                label_filters.push(format!("{}={}", labels::SANDBOX_ID, f.pod_sandbox_id));
-            }
-            label_filters.extend(f.label_selector.iter().map(|(k, v)| format!("{k}={v}")));
-            wanted_state = f.state.as_ref().map(|s| s.state);
-        }
-        filters.insert("label".to_string(), label_filters);
-        let all = wanted_state != Some(ContainerState::ContainerRunning as i32);
-        let summaries = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(Error::docker("listing containers"))?;
-        let mut containers = Vec::with_capacity(summaries.len());
-        for c in summaries {
-            let state = summary_state(c.state);
-            if wanted_state.is_some_and(|w| w != state as i32) {
+        self.store.ensure_synced().await?;
+        let empty = HashMap::new();
+        let id_prefix = filter.map(|f| f.id.as_str()).unwrap_or("");
+        let sandbox_id = filter.map(|f| f.pod_sandbox_id.as_str()).unwrap_or("");
+        let selector = filter.map(|f| &f.label_selector).unwrap_or(&empty);
+        let wanted_state = filter.and_then(|f| f.state.as_ref()).map(|s| s.state);
+        let mut containers = Vec::new();
+        for record in self.store.all(Kind::Container) {
+            let state = cri_container_state(record.phase);
+            if !id_matches(&record.id, id_prefix)
+                || (!sandbox_id.is_empty() && record.sandbox_id != sandbox_id)
+                || wanted_state.is_some_and(|w| w != state as i32)
+                || !record.matches_labels(selector)
+            {
                 continue;
             }
-            let Some(metadata) = naming::parse_container_name(naming::first_name(c.names.as_ref()))
-            else {
+            let Some(metadata) = naming::parse_container_name(&record.name) else {
                 continue;
             };
-            let docker_labels = c.labels.unwrap_or_default();
-            let pod_sandbox_id = docker_labels
-                .get(labels::SANDBOX_ID)
-                .cloned()
-                .unwrap_or_default();
-            let (cri_labels, annotations) = labels::extract_labels(&docker_labels);
-            let image_id = c.image_id.unwrap_or_default();
+            let (cri_labels, annotations) = labels::extract_labels(record.labels());
+            let image_id = record.inspect.image.clone().unwrap_or_default();
             containers.push(Container {
-                id: c.id.unwrap_or_default(),
-                pod_sandbox_id,
+                id: record.id.clone(),
+                pod_sandbox_id: record.sandbox_id.clone(),
                 metadata: Some(metadata),
                 image: Some(ImageSpec {
-                    image: c.image.unwrap_or_default(),
+                    image: record
+                        .inspect
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.image.clone())
+                        .unwrap_or_default(),
                     ..Default::default()
                 }),
                 image_ref: image_id.clone(),
                 state: state as i32,
-                created_at: c.created.unwrap_or(0) * 1_000_000_000,
+                // Whole seconds, as Docker's list gives them (and cri-dockerd).
+                created_at: record.created_seconds_ns(),
                 labels: cri_labels,
                 annotations,
                 image_id,
@@ -352,13 +343,15 @@ impl Runtime {
 
     /// RepoTags and RepoDigests of an image ID, cached for a short while.
     async fn image_names(&self, image_id: &str) -> (Vec<String>, Vec<String>) {
-        if let Some((at, tags, digests)) = self
-            .image_names
-            .cache
-            .lock()
-            .expect("image names")
-            .get(image_id)
-            && at.elapsed() < IMAGE_CACHE_TTL
+        let generation = self.store.image_generation();
+        if self.store.is_synced()
+            && let Some((seen, tags, digests)) = self
+                .image_names
+                .cache
+                .lock()
+                .expect("image names")
+                .get(image_id)
+            && *seen == generation
         {
             return (tags.clone(), digests.clone());
         }
@@ -369,9 +362,11 @@ impl Runtime {
             ),
             Err(_) => (Vec::new(), Vec::new()),
         };
-        self.image_names.cache.lock().expect("image names").insert(
+        let mut cache = self.image_names.cache.lock().expect("image names");
+        cache.retain(|_, (seen, _, _)| *seen == generation);
+        cache.insert(
             image_id.to_string(),
-            (Instant::now(), tags.clone(), digests.clone()),
+            (generation, tags.clone(), digests.clone()),
         );
         (tags, digests)
     }
@@ -381,21 +376,34 @@ impl Runtime {
         id: &str,
         verbose: bool,
     ) -> Result<ContainerStatusResponse> {
-        let mut inspect = self.inspect_container_checked(id).await?;
-        let full_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
-        let (mut state, _) = cri_state(&inspect);
-        if state == ContainerState::ContainerExited && self.logs.is_following(&full_id) {
+        let mut record = self.container_record(id, Freshness::Stored).await?;
+        if cri_state(&record.inspect).0 == ContainerState::ContainerExited
+            && self.logs.is_following(&record.id)
+        {
             // Every line the container wrote is in its log before it is
             // reported as exited.
-            self.logs.drained(&full_id, LOG_DRAIN_LIMIT).await;
-            inspect = self.inspect_container_checked(&full_id).await?;
-            state = cri_state(&inspect).0;
+            self.logs.drained(&record.id, LOG_DRAIN_LIMIT).await;
+            record = self
+                .container_record(&record.id, Freshness::Current)
+                .await?;
         }
-        let (_, mut reason) = cri_state(&inspect);
+        self.container_status_of(&record, verbose).await
+    }
+
+    /// The CRI status of a container the store holds (no Docker request
+    /// unless an image's names or an OOM kill must be looked up once).
+    pub(crate) async fn container_status_of(
+        &self,
+        record: &Record,
+        verbose: bool,
+    ) -> Result<ContainerStatusResponse> {
+        let full_id = record.id.clone();
+        let inspect = &record.inspect;
+        let (state, mut reason) = cri_state(inspect);
         if reason == "Error"
             && self
                 .oom_kills
-                .was_oom_killed(&self.docker, &full_id, &inspect)
+                .was_oom_killed(&self.docker, &full_id, inspect)
                 .await
         {
             reason = "OOMKilled";
@@ -557,6 +565,7 @@ impl Runtime {
             .update_container(&full_id, body)
             .await
             .map_err(Error::docker(format!("updating container {full_id}")))?;
+        self.store.fetch(&full_id).await?;
         if let Some(extra) = translate::container::ExtraResources::of(resources) {
             self.apply_extra_resources(
                 &full_id,

@@ -41,6 +41,8 @@ pub struct Runtime {
     pub(crate) container_facts: Mutex<HashMap<String, Arc<crate::stats::ContainerFacts>>>,
     pub(crate) stats: crate::stats::StatsState,
     pub(crate) streaming: Option<cri_dockerd_streaming::StreamingServer>,
+    /// Sandboxes and containers as last seen, kept current by Docker's events.
+    pub(crate) store: Arc<crate::store::NodeStore>,
 }
 
 const VERSION_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -79,6 +81,8 @@ impl Runtime {
         let image_fs = UsageCache::new(facts.root_dir.clone());
         let pod_cidr = Mutex::new(settings.pod_cidr.clone());
         let docker_for_logs = docker.clone();
+        let store = crate::store::NodeStore::new(docker.clone());
+        store.start().await?;
         Ok(Arc::new(Self {
             docker,
             settings,
@@ -98,6 +102,7 @@ impl Runtime {
             container_facts: Mutex::default(),
             stats: crate::stats::StatsState::new(),
             streaming,
+            store,
         }))
     }
 

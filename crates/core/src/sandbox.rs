@@ -2,16 +2,17 @@
 //! cri-dockerd checkpoint, and its CNI attachment.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum};
+use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
     StopContainerOptions,
 };
 use cri_dockerd_cni::{PodRef, PortMapping as CniPortMapping};
 use k8s_cri::v1::{
-    LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodIp, PodSandbox,
-    PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxNetworkStatus,
+    ContainerStatus, LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodIp,
+    PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata, PodSandboxNetworkStatus,
     PodSandboxState, PodSandboxStatus, PodSandboxStatusResponse,
 };
 use tracing::Instrument;
@@ -24,6 +25,7 @@ use crate::error::{
 use crate::labels;
 use crate::naming;
 use crate::runtime::Runtime;
+use crate::store::{Kind, Phase, Record, id_matches};
 use crate::time::rfc3339_to_ns;
 use crate::translate::{self, NAMESPACE_MODE_HOST};
 
@@ -37,18 +39,23 @@ pub(crate) struct SandboxDetails {
     pub host_network: bool,
     /// The pause process, while it runs.
     pub pid: Option<i64>,
-    pub inspect: Option<ContainerInspectResponse>,
+    /// The pause container, while it exists.
+    pub record: Option<Arc<Record>>,
     pub checkpoint: Option<PodSandboxCheckpoint>,
 }
 
-pub(crate) fn is_sandbox(inspect: &ContainerInspectResponse) -> bool {
-    inspect
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.as_ref())
-        .and_then(|l| l.get(labels::CONTAINER_TYPE))
-        .map(String::as_str)
-        == Some(labels::CONTAINER_TYPE_SANDBOX)
+impl SandboxDetails {
+    pub fn inspect(&self) -> Option<&ContainerInspectResponse> {
+        self.record.as_ref().map(|r| &r.inspect)
+    }
+}
+
+/// Whether a lookup may answer from the store (reads) or must ask Docker
+/// (writes, which act on what is there now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    Stored,
+    Current,
 }
 
 pub(crate) fn running_pid(inspect: &ContainerInspectResponse) -> Option<i64> {
@@ -77,44 +84,46 @@ impl Runtime {
         std::fs::read(path)
     }
 
-    /// Inspects a container and checks it is one of our sandboxes.
-    pub(crate) async fn inspect_sandbox(
+    /// One of our sandboxes by id (or unique prefix).
+    pub(crate) async fn sandbox_record(
         &self,
         id: &str,
-    ) -> Result<Option<ContainerInspectResponse>> {
-        match self
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(inspect) if is_sandbox(&inspect) => Ok(Some(inspect)),
-            Ok(_) => Ok(None),
-            Err(e) if is_docker_not_found(&e) => Ok(None),
-            Err(e) => Err(Error::docker(format!("inspecting sandbox {id}"))(e)),
-        }
+        freshness: Freshness,
+    ) -> Result<Option<Arc<Record>>> {
+        let record = match freshness {
+            Freshness::Stored => self.store.lookup(id).await?,
+            Freshness::Current => self.store.fetch(id).await?,
+        };
+        Ok(record.filter(|r| r.kind == Kind::Sandbox))
     }
 
     /// The sandbox from Docker, or from its checkpoint when the pause
     /// container is gone. `None` when neither knows it.
-    pub(crate) async fn sandbox_details(&self, id: &str) -> Result<Option<SandboxDetails>> {
-        if let Some(inspect) = self.inspect_sandbox(id).await? {
-            let full_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
-            let name = inspect.name.clone().unwrap_or_default();
-            let metadata = naming::parse_sandbox_name(&name).ok_or_else(|| {
-                Error::Internal(format!("sandbox {full_id} has an unparsable name {name:?}"))
+    pub(crate) async fn sandbox_details(
+        &self,
+        id: &str,
+        freshness: Freshness,
+    ) -> Result<Option<SandboxDetails>> {
+        if let Some(record) = self.sandbox_record(id, freshness).await? {
+            let metadata = naming::parse_sandbox_name(&record.name).ok_or_else(|| {
+                Error::Internal(format!(
+                    "sandbox {} has an unparsable name {:?}",
+                    record.id, record.name
+                ))
             })?;
-            let host_network = inspect
+            let host_network = record
+                .inspect
                 .host_config
                 .as_ref()
                 .and_then(|h| h.network_mode.as_deref())
                 == Some(NAMESPACE_MODE_HOST);
-            let checkpoint = self.read_checkpoint(&full_id);
+            let checkpoint = self.read_checkpoint(&record.id);
             return Ok(Some(SandboxDetails {
-                id: full_id,
+                id: record.id.clone(),
                 metadata,
                 host_network,
-                pid: running_pid(&inspect),
-                inspect: Some(inspect),
+                pid: record.running_pid(),
+                record: Some(record),
                 checkpoint,
             }));
         }
@@ -128,7 +137,7 @@ impl Runtime {
             },
             host_network: checkpoint.data().host_network,
             pid: None,
-            inspect: None,
+            record: None,
             checkpoint: Some(checkpoint),
         }))
     }
@@ -226,6 +235,7 @@ impl Runtime {
             .await
         {
             Ok(()) => {
+                self.store.fetch(&id).await?;
                 span.in_scope(|| tracing::info!("sandbox ready"));
                 Ok(id)
             }
@@ -367,7 +377,10 @@ impl Runtime {
                 .contains_key(id)
         {
             // setup() cleans up after itself; this covers a failure after it.
-            if let (Some(cni), Ok(Some(details))) = (&self.cni, self.sandbox_details(id).await) {
+            if let (Some(cni), Ok(Some(details))) = (
+                &self.cni,
+                self.sandbox_details(id, Freshness::Current).await,
+            ) {
                 let pod = PodRef {
                     namespace: details.metadata.namespace,
                     name: details.metadata.name,
@@ -406,6 +419,7 @@ impl Runtime {
             tracing::warn!(error = %e, "removing the failed sandbox's checkpoint failed");
         }
         self.network_ready.lock().expect("network state").remove(id);
+        self.store.forget(id);
     }
 
     /// Ids of the containers of a pod (not the pause container).
@@ -439,12 +453,12 @@ impl Runtime {
 
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
         let resolved = self
-            .inspect_sandbox(id)
+            .sandbox_record(id, Freshness::Current)
             .await?
-            .and_then(|i| i.id)
+            .map(|r| r.id.clone())
             .unwrap_or_else(|| id.to_string());
         let _lock = self.locks.lock(&resolved).await;
-        let Some(details) = self.sandbox_details(&resolved).await? else {
+        let Some(details) = self.sandbox_details(&resolved, Freshness::Current).await? else {
             tracing::info!(
                 pod_sandbox_id = id,
                 "neither a sandbox container nor a checkpoint exists; nothing to stop"
@@ -459,7 +473,7 @@ impl Runtime {
             futures::future::try_join_all(running.iter().map(|c| self.stop_container(c, 0)))
                 .await?;
             self.teardown_network(&details).await?;
-            if details.inspect.is_some() {
+            if details.record.is_some() {
                 match self
                     .docker
                     .stop_container(
@@ -482,6 +496,7 @@ impl Runtime {
                 // Only the checkpoint was left; its network is gone now.
                 self.checkpoints.remove(&details.id)?;
             }
+            self.store.fetch(&details.id).await?;
             tracing::info!("sandbox stopped");
             Ok(())
         }
@@ -515,9 +530,9 @@ impl Runtime {
 
     pub async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
         let resolved = self
-            .inspect_sandbox(id)
+            .sandbox_record(id, Freshness::Current)
             .await?
-            .and_then(|i| i.id)
+            .map(|r| r.id.clone())
             .unwrap_or_else(|| id.to_string());
         let _lock = self.locks.lock(&resolved).await;
         let span = tracing::info_span!("sandbox", pod_sandbox_id = %resolved);
@@ -525,7 +540,7 @@ impl Runtime {
             for container in self.pod_container_ids(&resolved, false).await? {
                 self.remove_container(&container).await?;
             }
-            if let Some(details) = self.sandbox_details(&resolved).await? {
+            if let Some(details) = self.sandbox_details(&resolved, Freshness::Current).await? {
                 self.teardown_network(&details).await?;
             }
             match self
@@ -553,6 +568,7 @@ impl Runtime {
                 .lock()
                 .expect("bad checkpoints")
                 .remove(&resolved);
+            self.store.forget(&resolved);
             tracing::info!("sandbox removed");
             Ok(())
         }
@@ -570,8 +586,7 @@ impl Runtime {
                 .map(|n| n.ips.iter().map(|ip| ip.to_string()).collect())
                 .unwrap_or_default(),
             _ => details
-                .inspect
-                .as_ref()
+                .inspect()
                 .and_then(|i| i.network_settings.as_ref())
                 .and_then(|n| n.networks.as_ref())
                 .into_iter()
@@ -582,17 +597,51 @@ impl Runtime {
         }
     }
 
+    /// The sandbox's status with the statuses of its containers and the
+    /// time they were taken: a kubelet with the EventedPLEG gate takes
+    /// them from here instead of asking each container (and refuses a zero
+    /// timestamp).
     pub async fn pod_sandbox_status(
         &self,
         id: &str,
         verbose: bool,
     ) -> Result<PodSandboxStatusResponse> {
+        let timestamp = crate::time::system_now_ns();
         let details = self
-            .sandbox_details(id)
+            .sandbox_details(id, Freshness::Stored)
             .await?
             .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))?;
-        let ips = self.sandbox_ips(&details);
-        let (state, created_at, docker_labels, host) = match &details.inspect {
+        let (status, info) = self.sandbox_status_of(&details, verbose);
+        Ok(PodSandboxStatusResponse {
+            status: Some(status),
+            info,
+            containers_statuses: self.pod_container_statuses(&details.id).await,
+            timestamp,
+        })
+    }
+
+    /// The statuses of a pod's containers, as the store has them.
+    pub(crate) async fn pod_container_statuses(&self, sandbox_id: &str) -> Vec<ContainerStatus> {
+        let mut statuses = Vec::new();
+        for record in self.store.pod_containers(sandbox_id) {
+            match self.container_status_of(&record, false).await {
+                Ok(response) => statuses.extend(response.status),
+                Err(e) => {
+                    tracing::debug!(container_id = %record.id, error = %e, "no status for a pod's container")
+                }
+            }
+        }
+        statuses
+    }
+
+    /// The CRI status of a sandbox, from what is known of it.
+    pub(crate) fn sandbox_status_of(
+        &self,
+        details: &SandboxDetails,
+        verbose: bool,
+    ) -> (PodSandboxStatus, HashMap<String, String>) {
+        let ips = self.sandbox_ips(details);
+        let (state, created_at, docker_labels, host) = match details.inspect() {
             Some(inspect) => (
                 if details.pid.is_some() {
                     PodSandboxState::SandboxReady
@@ -650,13 +699,13 @@ impl Runtime {
         if verbose {
             let detail = serde_json::json!({
                 "pid": details.pid.unwrap_or(0),
-                "image": details.inspect.as_ref().and_then(|i| i.config.as_ref()).and_then(|c| c.image.clone()),
+                "image": details.inspect().and_then(|i| i.config.as_ref()).and_then(|c| c.image.clone()),
                 "runtimeHandler": runtime_handler,
                 "hostNetwork": details.host_network,
                 "netns": details.pid.map(|pid| format!("/proc/{pid}/ns/net")),
                 "cniNetwork": self.cni.as_ref().and_then(|c| c.cached_network(&details.id)).map(|n| n.network_name),
                 "checkpoint": details.checkpoint.as_ref().map(|c| serde_json::json!({"name": c.name, "namespace": c.namespace, "data": c.data})),
-                "sandboxOnlyInCheckpoint": details.inspect.is_none(),
+                "sandboxOnlyInCheckpoint": details.record.is_none(),
             });
             info.insert("info".to_string(), detail.to_string());
         }
@@ -679,95 +728,62 @@ impl Runtime {
             annotations,
             runtime_handler,
         };
-        Ok(PodSandboxStatusResponse {
-            status: Some(status),
-            info,
-            ..Default::default()
-        })
+        (status, info)
     }
 
     pub async fn list_pod_sandbox(
         &self,
         filter: Option<&PodSandboxFilter>,
     ) -> Result<Vec<PodSandbox>> {
-        let mut label_filters = vec![format!(
-            "{}={}",
-            labels::CONTAINER_TYPE,
-            labels::CONTAINER_TYPE_SANDBOX
-        )];
-        let mut docker_filters = HashMap::new();
-        let mut all = true;
-        let mut only_not_ready = false;
-        if let Some(filter) = filter {
-            if !filter.id.is_empty() {
-                docker_filters.insert("id".to_string(), vec![filter.id.clone()]);
-            }
-            if let Some(state) = &filter.state {
-                if state.state == PodSandboxState::SandboxReady as i32 {
-                    all = false;
-                } else {
-                    only_not_ready = true;
-                }
-            }
-            label_filters.extend(
-                filter
-                    .label_selector
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}")),
-            );
-        }
-        let checkpoint_ids_allowed = filter.is_none_or(|f| f.label_selector.is_empty() && all);
-        // Checkpoints first: a sandbox being created right now must not show
-        // up as checkpoint-only.
-        let checkpoint_ids = if checkpoint_ids_allowed {
+        self.store.ensure_synced().await?;
+        let empty = HashMap::new();
+        let id_prefix = filter.map(|f| f.id.as_str()).unwrap_or("");
+        let selector = filter.map(|f| &f.label_selector).unwrap_or(&empty);
+        let wanted_ready = filter
+            .and_then(|f| f.state.as_ref())
+            .map(|s| s.state == PodSandboxState::SandboxReady as i32);
+        // A sandbox known only by its checkpoint has no labels and is never
+        // ready. Checkpoints first: a sandbox being created right now must
+        // not show up as checkpoint-only.
+        let checkpoint_ids = if selector.is_empty() && wanted_ready != Some(true) {
             self.checkpoints.list()?
         } else {
             Vec::new()
         };
-        docker_filters.insert("label".to_string(), label_filters);
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all,
-                filters: Some(docker_filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(Error::docker("listing sandboxes"))?;
-        let mut items = Vec::with_capacity(containers.len());
+        let mut items = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for c in containers {
-            let Some(id) = c.id.clone() else { continue };
-            let Some(metadata) = naming::parse_sandbox_name(naming::first_name(c.names.as_ref()))
-            else {
+        for record in self.store.all(Kind::Sandbox) {
+            let Some(metadata) = naming::parse_sandbox_name(&record.name) else {
                 tracing::debug!(
-                    id,
+                    id = record.id,
                     "skipping a sandbox-labelled container with a foreign name"
                 );
                 continue;
             };
-            let ready = c.state == Some(ContainerSummaryStateEnum::RUNNING);
-            seen.insert(id.clone());
-            if only_not_ready && ready {
+            seen.insert(record.id.clone());
+            let ready = record.phase == Phase::Running;
+            if !id_matches(&record.id, id_prefix)
+                || wanted_ready.is_some_and(|w| w != ready)
+                || !record.matches_labels(selector)
+            {
                 continue;
             }
-            let (cri_labels, annotations) = labels::extract_labels(&c.labels.unwrap_or_default());
+            let (cri_labels, annotations) = labels::extract_labels(record.labels());
             items.push(PodSandbox {
-                id,
+                id: record.id.clone(),
                 metadata: Some(metadata),
                 state: if ready {
                     PodSandboxState::SandboxReady
                 } else {
                     PodSandboxState::SandboxNotready
                 } as i32,
-                // The list API has seconds only, as in cri-dockerd.
-                created_at: c.created.unwrap_or(0) * 1_000_000_000,
+                // Whole seconds, as Docker's list gives them (and cri-dockerd).
+                created_at: record.created_seconds_ns(),
                 labels: cri_labels,
                 annotations,
                 runtime_handler: String::new(),
             });
         }
-        let id_prefix = filter.map(|f| f.id.as_str()).unwrap_or("");
         for id in checkpoint_ids {
             if seen.contains(&id) || !id.starts_with(id_prefix) {
                 continue;

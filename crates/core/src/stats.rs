@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::ListContainersOptions;
 use k8s_cri::v1::{
     ContainerAttributes, ContainerStats, ContainerStatsFilter, CpuUsage, FilesystemIdentifier,
     FilesystemUsage, LinuxPodSandboxStats, MemoryUsage, NetworkInterfaceUsage, NetworkUsage,
@@ -20,6 +19,7 @@ use crate::labels;
 use crate::naming;
 use crate::runtime::Runtime;
 use crate::sandbox::running_pid;
+use crate::store::{Kind, Phase, id_matches};
 
 const WRITABLE_LAYER_TTL: Duration = Duration::from_secs(10);
 const POD_INTERFACE: &str = "eth0";
@@ -101,29 +101,29 @@ impl Runtime {
         {
             return Ok(Some(facts));
         }
-        let inspect = match self
-            .docker
-            .inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-        {
-            Ok(i) => i,
-            Err(e) if crate::error::is_docker_not_found(&e) => return Ok(None),
-            Err(e) => return Err(Error::docker(format!("inspecting {id}"))(e)),
+        let Some(record) = self.store.lookup(id).await? else {
+            return Ok(None);
         };
-        let Some(pid) = running_pid(&inspect) else {
+        let inspect = &record.inspect;
+        let Some(pid) = running_pid(inspect) else {
             self.container_facts
                 .lock()
                 .expect("container facts")
                 .remove(id);
             return Ok(None);
         };
-        let cgroup = ContainerCgroup::of_process(pid, &self.stats.mounts, self.facts.cgroup_v2)
-            .map_err(Error::io(format!("reading the cgroups of {id}")))?;
+        let cgroup =
+            match ContainerCgroup::of_process(pid, &self.stats.mounts, self.facts.cgroup_v2) {
+                Ok(cgroup) => cgroup,
+                // The process exited since Docker last reported it running: a
+                // container stopping under a stats call has no stats, it is
+                // not an error of the call.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io(format!("reading the cgroups of {id}"))(e)),
+            };
         let upper_dir = inspect
             .graph_driver
+            .as_ref()
             .and_then(|g| g.data.get("UpperDir").cloned())
             .map(PathBuf::from);
         let facts = Arc::new(ContainerFacts {
@@ -235,68 +235,49 @@ impl Runtime {
         Ok((stats, sample))
     }
 
-    /// One Docker list for every running container matching the filter.
+    /// Every running sandbox or container matching the filter, from the
+    /// store, with its sandbox id.
     async fn running_attributes(
         &self,
-        kind: &str,
+        kind: Kind,
         id: &str,
         sandbox_id: &str,
         selector: &HashMap<String, String>,
     ) -> Result<Vec<(ContainerAttributes, String)>> {
-        let mut label_filters = vec![format!("{}={kind}", labels::CONTAINER_TYPE)];
-        if !sandbox_id.is_empty() {
-            label_filters.push(format!("{}={sandbox_id}", labels::SANDBOX_ID));
-        }
-        label_filters.extend(selector.iter().map(|(k, v)| format!("{k}={v}")));
-        let mut filters = HashMap::from([("label".to_string(), label_filters)]);
-        if !id.is_empty() {
-            filters.insert("id".to_string(), vec![id.to_string()]);
-        }
-        let summaries = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: false,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(Error::docker("listing running containers"))?;
-        Ok(summaries
+        self.store.ensure_synced().await?;
+        Ok(self
+            .store
+            .all(kind)
             .into_iter()
-            .filter_map(|c| {
-                let name = naming::first_name(c.names.as_ref()).to_string();
-                let docker_labels = c.labels.unwrap_or_default();
-                let sandbox = docker_labels
-                    .get(labels::SANDBOX_ID)
-                    .cloned()
-                    .unwrap_or_default();
-                let (cri_labels, annotations) = labels::extract_labels(&docker_labels);
-                Some((
+            .filter(|r| {
+                r.phase == Phase::Running
+                    && id_matches(&r.id, id)
+                    && (sandbox_id.is_empty() || r.sandbox_id == sandbox_id)
+                    && r.matches_labels(selector)
+            })
+            .map(|r| {
+                let (cri_labels, annotations) = labels::extract_labels(r.labels());
+                (
                     ContainerAttributes {
-                        id: c.id?,
-                        metadata: naming::parse_container_name(&name),
+                        id: r.id.clone(),
+                        metadata: naming::parse_container_name(&r.name),
                         labels: cri_labels,
                         annotations,
                     },
-                    sandbox,
-                ))
+                    r.sandbox_id.clone(),
+                )
             })
             .collect())
     }
 
     pub async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
-        let inspect = self.inspect_container_checked(id).await?;
-        let name = inspect.name.clone().unwrap_or_default();
-        let (cri_labels, annotations) = labels::extract_labels(
-            &inspect
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.clone())
-                .unwrap_or_default(),
-        );
+        let record = self
+            .container_record(id, crate::sandbox::Freshness::Stored)
+            .await?;
+        let (cri_labels, annotations) = labels::extract_labels(record.labels());
         let attributes = ContainerAttributes {
-            id: inspect.id.clone().unwrap_or_else(|| id.to_string()),
-            metadata: naming::parse_container_name(&name),
+            id: record.id.clone(),
+            metadata: naming::parse_container_name(&record.name),
             labels: cri_labels,
             annotations,
         };
@@ -312,7 +293,7 @@ impl Runtime {
             .map(|f| (f.id.as_str(), f.pod_sandbox_id.as_str(), &f.label_selector))
             .unwrap_or(("", "", &empty));
         let containers = self
-            .running_attributes(labels::CONTAINER_TYPE_CONTAINER, id, sandbox, selector)
+            .running_attributes(Kind::Container, id, sandbox, selector)
             .await?;
         let stats = futures::future::join_all(
             containers
@@ -325,13 +306,12 @@ impl Runtime {
 
     pub async fn pod_sandbox_stats(&self, id: &str) -> Result<PodSandboxStats> {
         let details = self
-            .sandbox_details(id)
+            .sandbox_details(id, crate::sandbox::Freshness::Stored)
             .await?
             .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))?;
         let (cri_labels, annotations) = labels::extract_labels(
             &details
-                .inspect
-                .as_ref()
+                .inspect()
                 .and_then(|i| i.config.as_ref())
                 .and_then(|c| c.labels.clone())
                 .unwrap_or_default(),
@@ -343,12 +323,7 @@ impl Runtime {
             annotations,
         };
         let containers = self
-            .running_attributes(
-                labels::CONTAINER_TYPE_CONTAINER,
-                "",
-                &details.id,
-                &HashMap::new(),
-            )
+            .running_attributes(Kind::Container, "", &details.id, &HashMap::new())
             .await?;
         self.pod_stats(
             attributes,
@@ -367,10 +342,10 @@ impl Runtime {
             .map(|f| (f.id.as_str(), &f.label_selector))
             .unwrap_or(("", &empty));
         let sandboxes = self
-            .running_attributes(labels::CONTAINER_TYPE_SANDBOX, id, "", selector)
+            .running_attributes(Kind::Sandbox, id, "", selector)
             .await?;
         let containers = self
-            .running_attributes(labels::CONTAINER_TYPE_CONTAINER, "", "", &empty)
+            .running_attributes(Kind::Container, "", "", &empty)
             .await?;
         let mut by_pod: HashMap<String, Vec<ContainerAttributes>> = HashMap::new();
         for (attributes, sandbox) in containers {
@@ -380,15 +355,9 @@ impl Runtime {
         for (sandbox, _) in sandboxes {
             let pid = self.running_facts(&sandbox.id).await?.map(|f| f.pid);
             let metadata = self
-                .docker
-                .inspect_container(
-                    &sandbox.id,
-                    None::<bollard::query_parameters::InspectContainerOptions>,
-                )
-                .await
-                .ok()
-                .and_then(|i| i.name)
-                .and_then(|n| naming::parse_sandbox_name(&n));
+                .store
+                .get(&sandbox.id)
+                .and_then(|r| naming::parse_sandbox_name(&r.name));
             let attributes = PodSandboxAttributes {
                 id: sandbox.id.clone(),
                 metadata,

@@ -38,6 +38,11 @@ impl Runtime {
             runtime_ready.status = false;
             runtime_ready.reason = "DockerDaemonNotReady".into();
             runtime_ready.message = format!("docker: failed to ping the Docker daemon: {e}");
+        } else if !self.store.is_synced() {
+            runtime_ready.status = false;
+            runtime_ready.reason = "DockerEventsNotInStep".into();
+            runtime_ready.message =
+                "docker: relisting containers after Docker's event stream broke".into();
         }
         let mut network_ready = RuntimeCondition {
             r#type: "NetworkReady".into(),

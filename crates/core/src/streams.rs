@@ -467,18 +467,18 @@ impl crate::runtime::Runtime {
             })
             .collect::<crate::error::Result<Vec<u16>>>()?;
         let sandbox = self
-            .inspect_sandbox(&req.pod_sandbox_id)
+            .sandbox_record(&req.pod_sandbox_id, crate::sandbox::Freshness::Stored)
             .await?
             .ok_or_else(|| {
                 Error::NotFound(format!("pod sandbox {} not found", req.pod_sandbox_id))
             })?;
-        if running_pid(&sandbox).is_none() {
+        if sandbox.running_pid().is_none() {
             return Err(Error::FailedPrecondition(format!(
                 "pod sandbox {} is not running",
                 req.pod_sandbox_id
             )));
         }
-        let pod_sandbox_id = sandbox.id.unwrap_or_else(|| req.pod_sandbox_id.clone());
+        let pod_sandbox_id = sandbox.id.clone();
         self.stream_url(cri_dockerd_streaming::StreamRequest::PortForward(
             cri_dockerd_streaming::PortForwardParams {
                 pod_sandbox_id,

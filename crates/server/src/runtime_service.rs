@@ -1,9 +1,9 @@
 use std::pin::Pin;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use k8s_cri::v1::*;
-use tonic::{Request, Status};
+use tonic::{Request, Response, Status};
 
 use crate::CriService;
 use crate::errors::{Reply, reply, unimplemented};
@@ -364,11 +364,13 @@ impl RuntimeService for CriService {
 
     type GetContainerEventsStream = EventStream;
 
+    #[tracing::instrument(skip_all)]
     async fn get_container_events(
         &self,
         _request: Request<GetEventsRequest>,
     ) -> Reply<Self::GetContainerEventsStream> {
-        unimplemented("GetContainerEvents")
+        let events = self.runtime.container_events().map(Ok);
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn list_metric_descriptors(
