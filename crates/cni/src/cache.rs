@@ -132,6 +132,19 @@ impl ResultCache {
         found
     }
 
+    /// Every readable cached attachment.
+    pub fn all(&self) -> Vec<CachedAttachment> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice::<CachedAttachment>(&bytes).ok())
+            .filter(|entry| entry.kind == KIND)
+            .collect()
+    }
+
     pub fn entry(
         network: &str,
         config: &[u8],

@@ -29,6 +29,48 @@ pub struct NetworkConfigList {
 /// these bytes; keeping them identical keeps caches interchangeable).
 const LOOPBACK_CONFIG: &str = "{\n  \"cniVersion\": \"0.2.0\",\n  \"name\": \"cni-loopback\",\n  \"plugins\":[{\n    \"type\": \"loopback\"\n  }]\n}";
 
+/// Where host-local keeps its leases when the config does not say.
+const HOST_LOCAL_DEFAULT_DIR: &str = "/var/lib/cni/networks";
+
+impl NetworkConfigList {
+    /// The directories host-local keeps this network's leases in: one file
+    /// per IP, holding the container id.
+    pub fn host_local_dirs(&self) -> Vec<PathBuf> {
+        self.plugins
+            .iter()
+            .filter_map(|p| p.raw.get("ipam")?.as_object())
+            .filter(|ipam| ipam.get("type").and_then(Value::as_str) == Some("host-local"))
+            .map(|ipam| {
+                let base = ipam
+                    .get("dataDir")
+                    .and_then(Value::as_str)
+                    .unwrap_or(HOST_LOCAL_DEFAULT_DIR);
+                Path::new(base).join(&self.name)
+            })
+            .collect()
+    }
+}
+
+/// The (IP file, container id) leases host-local holds in `dir`.
+pub fn host_local_leases(dir: &Path) -> Vec<(PathBuf, String)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok())
+        })
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            let id = text.lines().next()?.trim().to_string();
+            (!id.is_empty()).then(|| (e.path(), id))
+        })
+        .collect()
+}
+
 pub fn loopback_network() -> NetworkConfigList {
     NetworkConfigList::from_list_bytes(LOOPBACK_CONFIG.as_bytes(), None)
         .expect("the built-in loopback config is valid")
@@ -227,6 +269,28 @@ pub fn load_default_network(dir: &Path, bin_dirs: &[PathBuf]) -> Result<NetworkC
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn host_local_leases_by_network() {
+        let list = NetworkConfigList::from_list_bytes(
+            br#"{"cniVersion":"0.4.0","name":"bridge","plugins":[
+                {"type":"bridge","ipam":{"type":"host-local","subnet":"10.88.0.0/16"}},
+                {"type":"portmap"}]}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            list.host_local_dirs(),
+            vec![std::path::PathBuf::from("/var/lib/cni/networks/bridge")]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("10.88.0.7"), "abc123\r\neth0").unwrap();
+        std::fs::write(dir.path().join("last_reserved_ip.0"), "10.88.0.7").unwrap();
+        std::fs::write(dir.path().join("lock"), "").unwrap();
+        let leases = host_local_leases(dir.path());
+        assert_eq!(leases.len(), 1);
+        assert_eq!(leases[0].1, "abc123");
+    }
+
     use super::*;
 
     const BRIDGE_CONF: &str = r#"{"cniVersion":"0.4.0","name":"bridge","type":"bridge","bridge":"kubelet0","isGateway":true,"isDefaultGateway":true,"ipMasq":true,"hairpinMode":true,"ipam":{"type":"host-local","subnet":"10.88.0.0/16"}}"#;

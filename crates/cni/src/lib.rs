@@ -12,7 +12,9 @@ mod manager;
 mod result;
 
 pub use cache::{CachedAttachment, ResultCache};
-pub use config::{NetworkConfig, NetworkConfigList, load_default_network, loopback_network};
+pub use config::{
+    NetworkConfig, NetworkConfigList, host_local_leases, load_default_network, loopback_network,
+};
 pub use error::Error;
 pub use exec::{Command, PluginRunner, RuntimeConf};
 pub use hairpin::HairpinMode;

@@ -224,8 +224,11 @@ impl CniManager {
         let rt = self.runtime_conf(pod, netns, ports);
         let loopback = loopback_network();
         let attached = async {
-            self.add(&loopback, &rt).await?;
-            let result = self.add(&network, &rt).await?;
+            // The two touch different interfaces of the namespace, so they
+            // run at once: the pod waits for the slower, not for the sum.
+            let (lo, main) = tokio::join!(self.add(&loopback, &rt), self.add(&network, &rt));
+            lo?;
+            let result = main?;
             let parsed = CniResult::parse(&result).map_err(|reason| Error::BadResult {
                 plugin: network.name.clone(),
                 reason,

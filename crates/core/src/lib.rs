@@ -20,6 +20,7 @@ pub mod logs;
 pub mod naming;
 mod oom;
 pub mod oom_kills;
+mod reconcile;
 mod runtime;
 mod sandbox;
 mod stats;

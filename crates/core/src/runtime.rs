@@ -32,6 +32,9 @@ pub struct Runtime {
     /// Unknown after a restart, which makes teardown run again (it is
     /// idempotent).
     pub(crate) network_ready: Mutex<HashMap<String, bool>>,
+    /// Running sandboxes found without their pod network at start: NotReady
+    /// until the kubelet stops them.
+    pub(crate) network_missing: Mutex<HashSet<String>>,
     /// Checkpoints already reported as unreadable.
     pub(crate) bad_checkpoints: Mutex<HashSet<String>>,
     pub(crate) logs: LogManager,
@@ -95,6 +98,7 @@ impl Runtime {
             pod_cidr,
             version_cache: Mutex::new(None),
             network_ready: Mutex::default(),
+            network_missing: Mutex::default(),
             bad_checkpoints: Mutex::default(),
             logs: LogManager::new(docker_for_logs),
             image_names: ImageNames::default(),

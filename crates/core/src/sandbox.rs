@@ -29,6 +29,40 @@ use crate::store::{Kind, Phase, Record, id_matches};
 use crate::time::rfc3339_to_ns;
 use crate::translate::{self, NAMESPACE_MODE_HOST};
 
+/// Where the time of a RunPodSandbox went, step by step, for its log line.
+struct StepTimer {
+    last: std::time::Instant,
+    steps: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Default for StepTimer {
+    fn default() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+}
+
+impl StepTimer {
+    fn done(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.steps.push((step, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for StepTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: std::time::Duration = self.steps.iter().map(|(_, d)| *d).sum();
+        write!(f, "total {:.1}ms", total.as_secs_f64() * 1e3)?;
+        for (step, d) in &self.steps {
+            write!(f, ", {step} {:.1}ms", d.as_secs_f64() * 1e3)?;
+        }
+        Ok(())
+    }
+}
+
 /// How long the pause container gets to exit on StopPodSandbox.
 const SANDBOX_STOP_TIMEOUT_SECS: i32 = 10;
 
@@ -161,6 +195,14 @@ impl Runtime {
         }
     }
 
+    /// Found running without its pod network at start (see `reconcile`).
+    fn lacks_network(&self, id: &str) -> bool {
+        self.network_missing
+            .lock()
+            .expect("network missing")
+            .contains(id)
+    }
+
     fn network_needs_teardown(&self, id: &str) -> bool {
         self.network_ready.lock().expect("network state").get(id) != Some(&false)
     }
@@ -215,7 +257,11 @@ impl Runtime {
         let name = naming::sandbox_name(metadata);
         let _pod_lock = self.locks.lock(&format!("run:{name}")).await;
 
-        self.ensure_image(&self.settings.pod_infra_image).await?;
+        let mut steps = StepTimer::default();
+        self.ensure_image(&self.settings.pod_infra_image)
+            .instrument(tracing::debug_span!("image"))
+            .await?;
+        steps.done("image");
         let read_file = Self::read_host_file;
         let options = translate::sandbox::SandboxOptions {
             image: &self.settings.pod_infra_image,
@@ -226,17 +272,20 @@ impl Runtime {
             read_file: &read_file,
         };
         let (name, body) = translate::sandbox::create_body(config, &options)?;
-        let id = self.create_container_named(&name, body).await?;
+        let id = self
+            .create_container_named(&name, body)
+            .instrument(tracing::debug_span!("create"))
+            .await?;
+        steps.done("create");
         let span = tracing::info_span!("sandbox", pod_sandbox_id = %id, pod = %format!("{}/{}", metadata.namespace, metadata.name));
         let _id_lock = self.locks.lock(&id).await;
         match self
-            .start_sandbox(&id, config)
+            .start_sandbox(&id, config, &mut steps)
             .instrument(span.clone())
             .await
         {
             Ok(()) => {
-                self.store.fetch(&id).await?;
-                span.in_scope(|| tracing::info!("sandbox ready"));
+                span.in_scope(|| tracing::info!(steps = %steps, "sandbox ready"));
                 Ok(id)
             }
             Err(e) => {
@@ -300,7 +349,12 @@ impl Runtime {
             .map_err(Error::docker(format!("creating container {name}")))
     }
 
-    async fn start_sandbox(&self, id: &str, config: &PodSandboxConfig) -> Result<()> {
+    async fn start_sandbox(
+        &self,
+        id: &str,
+        config: &PodSandboxConfig,
+        steps: &mut StepTimer,
+    ) -> Result<()> {
         let metadata = config.metadata.as_ref().expect("validated");
         let checkpoint = PodSandboxCheckpoint::new(
             &metadata.namespace,
@@ -308,18 +362,26 @@ impl Runtime {
             translate::sandbox::checkpoint_data(config),
         );
         self.checkpoints.write(id, &checkpoint)?;
+        steps.done("checkpoint");
         self.docker
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .instrument(tracing::debug_span!("start"))
             .await
             .map_err(Error::docker("starting the sandbox container"))?;
+        steps.done("start");
+        // This inspect also refreshes the store: the next call sees the
+        // sandbox running without asking Docker again.
+        let seq = self.store.ticket();
         let inspect = self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
             .map_err(Error::docker("inspecting the sandbox container"))?;
+        self.store.put(seq, inspect.clone());
         if let Some(dns) = &config.dns_config {
             self.rewrite_resolv_conf(&inspect, dns)?;
         }
+        steps.done("inspect");
         if translate::sandbox::is_host_network(config) {
             return Ok(());
         }
@@ -339,7 +401,9 @@ impl Runtime {
         self.set_network_ready(id, true);
         let network = cni
             .setup(&pod, &format!("/proc/{pid}/ns/net"), &ports)
+            .instrument(tracing::debug_span!("network"))
             .await?;
+        steps.done("network");
         tracing::info!(network = %network.network_name, ips = ?network.ips, "pod network attached");
         Ok(())
     }
@@ -497,6 +561,10 @@ impl Runtime {
                 self.checkpoints.remove(&details.id)?;
             }
             self.store.fetch(&details.id).await?;
+            self.network_missing
+                .lock()
+                .expect("network missing")
+                .remove(&details.id);
             tracing::info!("sandbox stopped");
             Ok(())
         }
@@ -569,6 +637,10 @@ impl Runtime {
                 .expect("bad checkpoints")
                 .remove(&resolved);
             self.store.forget(&resolved);
+            self.network_missing
+                .lock()
+                .expect("network missing")
+                .remove(&resolved);
             tracing::info!("sandbox removed");
             Ok(())
         }
@@ -643,7 +715,7 @@ impl Runtime {
         let ips = self.sandbox_ips(details);
         let (state, created_at, docker_labels, host) = match details.inspect() {
             Some(inspect) => (
-                if details.pid.is_some() {
+                if details.pid.is_some() && !self.lacks_network(&details.id) {
                     PodSandboxState::SandboxReady
                 } else {
                     PodSandboxState::SandboxNotready
@@ -761,7 +833,7 @@ impl Runtime {
                 continue;
             };
             seen.insert(record.id.clone());
-            let ready = record.phase == Phase::Running;
+            let ready = record.phase == Phase::Running && !self.lacks_network(&record.id);
             if !id_matches(&record.id, id_prefix)
                 || wanted_ready.is_some_and(|w| w != ready)
                 || !record.matches_labels(selector)

@@ -105,6 +105,7 @@ async fn run(cli: Cli, mut systemd: SystemdHandover) -> anyhow::Result<()> {
     let runtime = Runtime::new(docker.clone(), settings, Some(streaming))
         .await
         .context("initialising the runtime")?;
+    runtime.reconcile().await;
     {
         // Containers keep logging while the shim is down: catch up.
         let runtime = runtime.clone();
