@@ -1,6 +1,7 @@
 //! Pod network setup and teardown, the way cri-dockerd's CNI network plugin
 //! drives libcni: the loopback network first, then the configured network.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,10 @@ type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
 /// The network loaded for a fingerprint, or why none could be.
 type Loaded = Option<(Fingerprint, Result<Arc<NetworkConfigList>, String>)>;
 
+/// Parsed attachments remembered per sandbox; past this many the memo
+/// starts over.
+const MAX_REMEMBERED_NETWORKS: usize = 4096;
+
 pub struct CniManager {
     settings: CniSettings,
     runner: PluginRunner,
@@ -68,6 +73,17 @@ pub struct CniManager {
     sysfs: PathBuf,
     pod_cidr: Mutex<String>,
     loaded: Mutex<Loaded>,
+    /// `cached_network` answers by sandbox id: PodSandboxStatus asks every
+    /// second per pod, and the cache changes only through ADD and DEL here.
+    networks: Mutex<NetworkMemo>,
+}
+
+/// Answers by sandbox id, and a generation bumped by every ADD and DEL: an
+/// answer read while one ran is not kept.
+#[derive(Default)]
+struct NetworkMemo {
+    generation: u64,
+    answers: HashMap<String, Option<PodNetwork>>,
 }
 
 impl CniManager {
@@ -84,6 +100,7 @@ impl CniManager {
             sysfs: PathBuf::from("/sys"),
             pod_cidr: Mutex::new(String::new()),
             loaded: Mutex::new(None),
+            networks: Mutex::default(),
         }
     }
 
@@ -187,12 +204,14 @@ impl CniManager {
                 .await?;
         }
         let result = prev.expect("ADD of a non-empty list yields a result");
-        self.cache.write(&ResultCache::entry(
+        let written = self.cache.write(&ResultCache::entry(
             &list.name,
             &list.bytes,
             rt,
             Some(result.clone()),
-        ))?;
+        ));
+        self.forget_network(&rt.container_id);
+        written?;
         Ok(result)
     }
 
@@ -209,7 +228,14 @@ impl CniManager {
             self.runner.run(Command::Del, list, index, prev, rt).await?;
         }
         self.cache.remove(&list.name, &rt.container_id, &rt.ifname);
+        self.forget_network(&rt.container_id);
         Ok(())
+    }
+
+    fn forget_network(&self, sandbox_id: &str) {
+        let mut memo = self.networks.lock().expect("networks memo");
+        memo.generation += 1;
+        memo.answers.remove(sandbox_id);
     }
 
     /// Attaches the pod whose network namespace is `netns`. On failure
@@ -325,6 +351,25 @@ impl CniManager {
     /// The pod's attachment as ADD reported it, from the cache: no namespace
     /// is entered to find the pod's IPs.
     pub fn cached_network(&self, sandbox_id: &str) -> Option<PodNetwork> {
+        let generation = {
+            let memo = self.networks.lock().expect("networks memo");
+            if let Some(known) = memo.answers.get(sandbox_id) {
+                return known.clone();
+            }
+            memo.generation
+        };
+        let network = self.read_cached_network(sandbox_id);
+        let mut memo = self.networks.lock().expect("networks memo");
+        if memo.generation == generation {
+            if memo.answers.len() >= MAX_REMEMBERED_NETWORKS {
+                memo.answers.clear();
+            }
+            memo.answers.insert(sandbox_id.to_string(), network.clone());
+        }
+        network
+    }
+
+    fn read_cached_network(&self, sandbox_id: &str) -> Option<PodNetwork> {
         self.cache
             .for_container(sandbox_id, DEFAULT_IFNAME)
             .into_iter()

@@ -7,6 +7,7 @@
 //! rendering byte for byte is what lets cri-dockerd and this shim read each
 //! other's checkpoints.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -145,17 +146,44 @@ pub enum CheckpointError {
     Checksum { expected: u64, actual: u64 },
 }
 
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    len: u64,
+    modified_ns: i128,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            inode: meta.ino(),
+            len: meta.len(),
+            modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+/// Checkpoints decoded once per file version: PodSandboxStatus reads one
+/// every second per pod.
+type Decoded = HashMap<String, (FileStamp, PodSandboxCheckpoint)>;
+
 /// The `<root>/sandbox` directory.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     dir: PathBuf,
+    decoded: std::sync::Arc<std::sync::Mutex<Decoded>>,
 }
 
 impl CheckpointStore {
     pub fn open(root: &Path) -> Result<Self> {
         let dir = root.join(CHECKPOINT_DIR);
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            decoded: Default::default(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -195,18 +223,40 @@ impl CheckpointStore {
     /// be trusted.
     pub fn read(&self, sandbox_id: &str) -> Result<Option<PodSandboxCheckpoint>> {
         let path = self.path(sandbox_id)?;
+        let stamp = match std::fs::metadata(&path) {
+            Ok(meta) => FileStamp::of(&meta),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.forget(sandbox_id);
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()))(e)),
+        };
+        if let Some((seen, checkpoint)) = self.decoded.lock().expect("checkpoints").get(sandbox_id)
+            && *seen == stamp
+        {
+            return Ok(Some(checkpoint.clone()));
+        }
         let blob = match std::fs::read(&path) {
             Ok(blob) => blob,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()))(e)),
         };
-        PodSandboxCheckpoint::decode(&blob)
-            .map(Some)
-            .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))
+        let checkpoint = PodSandboxCheckpoint::decode(&blob)
+            .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+        self.decoded
+            .lock()
+            .expect("checkpoints")
+            .insert(sandbox_id.to_string(), (stamp, checkpoint.clone()));
+        Ok(Some(checkpoint))
+    }
+
+    fn forget(&self, sandbox_id: &str) {
+        self.decoded.lock().expect("checkpoints").remove(sandbox_id);
     }
 
     pub fn remove(&self, sandbox_id: &str) -> Result<()> {
         let path = self.path(sandbox_id)?;
+        self.forget(sandbox_id);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -261,6 +311,25 @@ mod tests {
             ]),
             host_network: false,
         }
+    }
+
+    #[test]
+    fn reads_follow_the_file_not_a_stale_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let one = PodSandboxCheckpoint::new("ns", "one", CheckpointData::default());
+        let two = PodSandboxCheckpoint::new("ns", "second", CheckpointData::default());
+        store.write("s1", &one).unwrap();
+        assert_eq!(store.read("s1").unwrap().unwrap().name, "one");
+        assert_eq!(store.read("s1").unwrap().unwrap().name, "one", "from memory");
+        // Replaced behind the store's back (another tool, a restore).
+        std::fs::write(store.dir().join("s1"), two.encode()).unwrap();
+        assert_eq!(store.read("s1").unwrap().unwrap().name, "second");
+        std::fs::remove_file(store.dir().join("s1")).unwrap();
+        assert!(store.read("s1").unwrap().is_none());
+        store.write("s1", &one).unwrap();
+        store.remove("s1").unwrap();
+        assert!(store.read("s1").unwrap().is_none());
     }
 
     #[test]
