@@ -18,8 +18,8 @@ use futures::Stream;
 use k8s_cri::v1::{ContainerEventResponse, ContainerEventType};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::docker_cri::DockerCri;
 use crate::naming;
-use crate::runtime::Runtime;
 use crate::sandbox::{Freshness, SandboxDetails};
 use crate::store::{Change, Kind, Transition};
 
@@ -35,7 +35,7 @@ fn event_type(transition: Transition) -> ContainerEventType {
     }
 }
 
-impl Runtime {
+impl DockerCri {
     /// Events lost by slow subscribers since the shim started.
     pub fn container_events_dropped() -> u64 {
         DROPPED.load(Ordering::Relaxed)

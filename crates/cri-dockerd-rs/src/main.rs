@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use cri_dockerd_core::Runtime;
+use cri_dockerd_core::DockerCri;
 use cri_dockerd_core::streams::{self, DockerEndpoint};
 use cri_dockerd_server::CriService;
 use cri_dockerd_streaming::StreamingServer;
@@ -54,17 +54,17 @@ fn main() -> ExitCode {
         }
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let tokio_runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(tokio_runtime) => tokio_runtime,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, systemd)) {
+    match tokio_runtime.block_on(run(cli, systemd)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -102,20 +102,20 @@ async fn run(cli: Cli, mut systemd: SystemdHandover) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the streaming server on {streaming_addr}"))?;
     tracing::info!(address = %streaming.local_addr(), "streaming server listening");
-    let runtime = Runtime::new(docker.clone(), settings, Some(streaming))
+    let cri = DockerCri::new(docker.clone(), settings, Some(streaming))
         .await
-        .context("initialising the runtime")?;
-    runtime.reconcile().await;
+        .context("initialising the CRI on Docker")?;
+    cri.reconcile().await;
     {
         // Containers keep logging while the shim is down: catch up.
-        let runtime = runtime.clone();
+        let cri = cri.clone();
         tokio::spawn(async move {
-            if let Err(e) = runtime.resume_log_copies().await {
+            if let Err(e) = cri.resume_log_copies().await {
                 tracing::warn!(error = %e, "could not resume container log copies");
             }
         });
     }
-    let service = CriService::new(runtime);
+    let service = CriService::new(cri);
 
     let listener = match passed_listener {
         Some(listener) => listener,

@@ -16,7 +16,7 @@ impl ImageService for CriService {
             .and_then(|f| f.image.as_ref())
             .map(|i| i.image.as_str());
         reply(
-            self.runtime
+            self.cri
                 .list_images(wanted)
                 .await
                 .map(|images| ListImagesResponse { images }),
@@ -31,7 +31,7 @@ impl ImageService for CriService {
         let request = request.into_inner();
         let image = validate::image_name(request.image.as_ref())?;
         tracing::Span::current().record("image", image);
-        reply(self.runtime.image_status(image, request.verbose).await)
+        reply(self.cri.image_status(image, request.verbose).await)
     }
 
     #[tracing::instrument(skip_all, fields(image))]
@@ -40,7 +40,7 @@ impl ImageService for CriService {
         let image = validate::image_name(request.image.as_ref())?;
         tracing::Span::current().record("image", image);
         reply(
-            self.runtime
+            self.cri
                 .pull_image(image, request.auth.as_ref())
                 .await
                 .map(|image_ref| PullImageResponse { image_ref }),
@@ -56,7 +56,7 @@ impl ImageService for CriService {
         let image = validate::image_name(request.image.as_ref())?;
         tracing::Span::current().record("image", image);
         reply(
-            self.runtime
+            self.cri
                 .remove_image(image)
                 .await
                 .map(|()| RemoveImageResponse {}),
@@ -68,6 +68,6 @@ impl ImageService for CriService {
         &self,
         _request: Request<ImageFsInfoRequest>,
     ) -> Reply<ImageFsInfoResponse> {
-        reply(self.runtime.image_fs_info().await)
+        reply(self.cri.image_fs_info().await)
     }
 }

@@ -8,7 +8,7 @@ mod validate;
 
 use std::sync::Arc;
 
-use cri_dockerd_core::Runtime;
+use cri_dockerd_core::DockerCri;
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
@@ -20,12 +20,12 @@ pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 /// The handlers share the core.
 #[derive(Clone)]
 pub struct CriService {
-    runtime: Arc<Runtime>,
+    cri: Arc<DockerCri>,
 }
 
 impl CriService {
-    pub fn new(runtime: Arc<Runtime>) -> Self {
-        Self { runtime }
+    pub fn new(cri: Arc<DockerCri>) -> Self {
+        Self { cri }
     }
 
     pub fn runtime_server(&self) -> RuntimeServiceServer<CriService> {

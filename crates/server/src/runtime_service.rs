@@ -15,7 +15,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, Stat
 impl RuntimeService for CriService {
     #[tracing::instrument(skip_all)]
     async fn version(&self, _request: Request<VersionRequest>) -> Reply<VersionResponse> {
-        reply(self.runtime.version().await)
+        reply(self.cri.version().await)
     }
 
     #[tracing::instrument(skip_all, fields(pod))]
@@ -29,7 +29,7 @@ impl RuntimeService for CriService {
             tracing::Span::current().record("pod", format!("{}/{}", m.namespace, m.name));
         }
         reply(
-            self.runtime
+            self.cri
                 .run_pod_sandbox(config, &request.runtime_handler)
                 .await
                 .map(|pod_sandbox_id| RunPodSandboxResponse { pod_sandbox_id }),
@@ -45,7 +45,7 @@ impl RuntimeService for CriService {
         validate::non_empty(&id, "pod_sandbox_id")?;
         tracing::Span::current().record("pod_sandbox_id", id.as_str());
         reply(
-            self.runtime
+            self.cri
                 .stop_pod_sandbox(&id)
                 .await
                 .map(|()| StopPodSandboxResponse {}),
@@ -61,7 +61,7 @@ impl RuntimeService for CriService {
         validate::non_empty(&id, "pod_sandbox_id")?;
         tracing::Span::current().record("pod_sandbox_id", id.as_str());
         reply(
-            self.runtime
+            self.cri
                 .remove_pod_sandbox(&id)
                 .await
                 .map(|()| RemovePodSandboxResponse {}),
@@ -77,7 +77,7 @@ impl RuntimeService for CriService {
         validate::non_empty(&request.pod_sandbox_id, "pod_sandbox_id")?;
         tracing::Span::current().record("pod_sandbox_id", request.pod_sandbox_id.as_str());
         reply(
-            self.runtime
+            self.cri
                 .pod_sandbox_status(&request.pod_sandbox_id, request.verbose)
                 .await,
         )
@@ -90,7 +90,7 @@ impl RuntimeService for CriService {
     ) -> Reply<ListPodSandboxResponse> {
         let filter = request.into_inner().filter;
         reply(
-            self.runtime
+            self.cri
                 .list_pod_sandbox(filter.as_ref())
                 .await
                 .map(|items| ListPodSandboxResponse { items }),
@@ -112,7 +112,7 @@ impl RuntimeService for CriService {
             span.record("container", m.name.as_str());
         }
         reply(
-            self.runtime
+            self.cri
                 .create_container(&request.pod_sandbox_id, config, sandbox_config)
                 .await
                 .map(|container_id| CreateContainerResponse { container_id }),
@@ -127,7 +127,7 @@ impl RuntimeService for CriService {
         let id = request.into_inner().container_id;
         validate::container_id(&id)?;
         reply(
-            self.runtime
+            self.cri
                 .start_container(&id)
                 .await
                 .map(|()| StartContainerResponse {}),
@@ -142,7 +142,7 @@ impl RuntimeService for CriService {
         let request = request.into_inner();
         validate::container_id(&request.container_id)?;
         reply(
-            self.runtime
+            self.cri
                 .stop_container(&request.container_id, request.timeout)
                 .await
                 .map(|()| StopContainerResponse {}),
@@ -157,7 +157,7 @@ impl RuntimeService for CriService {
         let id = request.into_inner().container_id;
         validate::container_id(&id)?;
         reply(
-            self.runtime
+            self.cri
                 .remove_container(&id)
                 .await
                 .map(|()| RemoveContainerResponse {}),
@@ -171,7 +171,7 @@ impl RuntimeService for CriService {
     ) -> Reply<ListContainersResponse> {
         let filter = request.into_inner().filter;
         reply(
-            self.runtime
+            self.cri
                 .list_containers(filter.as_ref())
                 .await
                 .map(|containers| ListContainersResponse { containers }),
@@ -186,7 +186,7 @@ impl RuntimeService for CriService {
         let request = request.into_inner();
         validate::container_id(&request.container_id)?;
         reply(
-            self.runtime
+            self.cri
                 .container_status(&request.container_id, request.verbose)
                 .await,
         )
@@ -201,7 +201,7 @@ impl RuntimeService for CriService {
         validate::container_id(&request.container_id)?;
         let resources = validate::required(request.linux.as_ref(), "linux")?;
         reply(
-            self.runtime
+            self.cri
                 .update_container_resources(&request.container_id, resources)
                 .await
                 .map(|()| UpdateContainerResourcesResponse {}),
@@ -216,7 +216,7 @@ impl RuntimeService for CriService {
         let id = request.into_inner().container_id;
         validate::container_id(&id)?;
         reply(
-            self.runtime
+            self.cri
                 .reopen_container_log(&id)
                 .await
                 .map(|()| ReopenContainerLogResponse {}),
@@ -228,7 +228,7 @@ impl RuntimeService for CriService {
         let request = request.into_inner();
         validate::container_id(&request.container_id)?;
         reply(
-            self.runtime
+            self.cri
                 .exec_sync(&request.container_id, &request.cmd, request.timeout)
                 .await,
         )
@@ -239,7 +239,7 @@ impl RuntimeService for CriService {
         let request = request.into_inner();
         validate::container_id(&request.container_id)?;
         reply(
-            self.runtime
+            self.cri
                 .exec_url(&request)
                 .await
                 .map(|url| ExecResponse { url }),
@@ -251,7 +251,7 @@ impl RuntimeService for CriService {
         let request = request.into_inner();
         validate::container_id(&request.container_id)?;
         reply(
-            self.runtime
+            self.cri
                 .attach_url(&request)
                 .await
                 .map(|url| AttachResponse { url }),
@@ -267,7 +267,7 @@ impl RuntimeService for CriService {
         validate::non_empty(&request.pod_sandbox_id, "pod_sandbox_id")?;
         tracing::Span::current().record("pod_sandbox_id", request.pod_sandbox_id.as_str());
         reply(
-            self.runtime
+            self.cri
                 .port_forward_url(&request)
                 .await
                 .map(|url| PortForwardResponse { url }),
@@ -282,7 +282,7 @@ impl RuntimeService for CriService {
         let id = request.into_inner().container_id;
         validate::container_id(&id)?;
         reply(
-            self.runtime
+            self.cri
                 .container_stats(&id)
                 .await
                 .map(|stats| ContainerStatsResponse { stats: Some(stats) }),
@@ -296,7 +296,7 @@ impl RuntimeService for CriService {
     ) -> Reply<ListContainerStatsResponse> {
         let filter = request.into_inner().filter;
         reply(
-            self.runtime
+            self.cri
                 .list_container_stats(filter.as_ref())
                 .await
                 .map(|stats| ListContainerStatsResponse { stats }),
@@ -312,7 +312,7 @@ impl RuntimeService for CriService {
         validate::non_empty(&id, "pod_sandbox_id")?;
         tracing::Span::current().record("pod_sandbox_id", id.as_str());
         reply(
-            self.runtime
+            self.cri
                 .pod_sandbox_stats(&id)
                 .await
                 .map(|stats| PodSandboxStatsResponse { stats: Some(stats) }),
@@ -326,7 +326,7 @@ impl RuntimeService for CriService {
     ) -> Reply<ListPodSandboxStatsResponse> {
         let filter = request.into_inner().filter;
         reply(
-            self.runtime
+            self.cri
                 .list_pod_sandbox_stats(filter.as_ref())
                 .await
                 .map(|stats| ListPodSandboxStatsResponse { stats }),
@@ -345,14 +345,14 @@ impl RuntimeService for CriService {
             .and_then(|c| c.network_config.as_ref())
             .map(|n| n.pod_cidr.as_str())
         {
-            self.runtime.update_pod_cidr(cidr);
+            self.cri.update_pod_cidr(cidr);
         }
         Ok(tonic::Response::new(UpdateRuntimeConfigResponse {}))
     }
 
     #[tracing::instrument(skip_all)]
     async fn status(&self, request: Request<StatusRequest>) -> Reply<StatusResponse> {
-        reply(self.runtime.status(request.into_inner().verbose).await)
+        reply(self.cri.status(request.into_inner().verbose).await)
     }
 
     async fn checkpoint_container(
@@ -369,7 +369,7 @@ impl RuntimeService for CriService {
         &self,
         _request: Request<GetEventsRequest>,
     ) -> Reply<Self::GetContainerEventsStream> {
-        let events = self.runtime.container_events().map(Ok);
+        let events = self.cri.container_events().map(Ok);
         Ok(Response::new(Box::pin(events)))
     }
 
@@ -392,6 +392,6 @@ impl RuntimeService for CriService {
         &self,
         _request: Request<RuntimeConfigRequest>,
     ) -> Reply<RuntimeConfigResponse> {
-        Ok(tonic::Response::new(self.runtime.runtime_config()))
+        Ok(tonic::Response::new(self.cri.runtime_config()))
     }
 }

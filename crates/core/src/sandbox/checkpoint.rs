@@ -321,7 +321,11 @@ mod tests {
         let two = PodSandboxCheckpoint::new("ns", "second", CheckpointData::default());
         store.write("s1", &one).unwrap();
         assert_eq!(store.read("s1").unwrap().unwrap().name, "one");
-        assert_eq!(store.read("s1").unwrap().unwrap().name, "one", "from memory");
+        assert_eq!(
+            store.read("s1").unwrap().unwrap().name,
+            "one",
+            "from memory"
+        );
         // Replaced behind the store's back (another tool, a restore).
         std::fs::write(store.dir().join("s1"), two.encode()).unwrap();
         assert_eq!(store.read("s1").unwrap().unwrap().name, "second");

@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::exec::kill_process_tree;
+use crate::container::exec::kill_process_tree;
 use crate::sandbox::running_pid;
 
 /// Where the Docker API listens, for connections bollard cannot hijack.
@@ -392,7 +392,7 @@ pub fn backend(docker: Docker, endpoint: DockerEndpoint) -> Arc<dyn Backend> {
 }
 
 /// The Exec, Attach and PortForward RPCs: check the request, return a URL.
-impl crate::runtime::Runtime {
+impl crate::docker_cri::DockerCri {
     fn streaming(&self) -> crate::error::Result<&cri_dockerd_streaming::StreamingServer> {
         self.streaming.as_ref().ok_or_else(|| {
             crate::error::Error::Unavailable("the streaming server is not running".into())

@@ -9,16 +9,16 @@ use k8s_cri::v1::{
 };
 
 use crate::config::NetworkPlugin;
+use crate::docker_cri::DockerCri;
 use crate::error::Result;
 use crate::facts::CgroupDriver;
-use crate::runtime::Runtime;
 
 pub const RUNTIME_NAME: &str = "docker";
 /// The kubelet's runtime API version string, as cri-dockerd reports it.
 pub const KUBE_API_VERSION: &str = "0.1.0";
 pub const CRI_VERSION: &str = "v1";
 
-impl Runtime {
+impl DockerCri {
     pub async fn version(&self) -> Result<VersionResponse> {
         Ok(VersionResponse {
             version: KUBE_API_VERSION.to_string(),

@@ -20,14 +20,14 @@ use std::collections::HashSet;
 
 use cri_dockerd_cni::{PodRef, host_local_leases};
 
-use crate::runtime::Runtime;
+use crate::docker_cri::DockerCri;
 use crate::store::{Kind, Phase};
 use crate::translate::NAMESPACE_MODE_HOST;
 
 /// CNI_ARGS key every pod attachment made by a CRI runtime carries.
 const POD_INFRA_ARG: &str = "K8S_POD_INFRA_CONTAINER_ID";
 
-impl Runtime {
+impl DockerCri {
     /// Runs the start-up reconciliation (see the module documentation).
     pub async fn reconcile(&self) {
         self.mark_sandboxes_without_network();

@@ -1,4 +1,6 @@
-//! The `Runtime`: one per process, shared by every CRI call.
+//! `DockerCri`: the CRI implemented on Docker. One per process, shared by
+//! every CRI call; each call family lives with its concern (`sandbox/`,
+//! `container/`, `image/`, `stats/`, `streams/`, `events`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -6,18 +8,18 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 
-use crate::checkpoint::CheckpointStore;
 use crate::config::{NetworkPlugin, RuntimeSettings};
 use crate::container::ImageNames;
+use crate::container::logs::LogManager;
 use crate::error::{Error, Result};
 use crate::facts::DockerFacts;
-use crate::fs_usage::UsageCache;
 use crate::locks::KeyedLocks;
-use crate::logs::LogManager;
 use crate::oom::OomPolicy;
+use crate::sandbox::checkpoint::CheckpointStore;
+use crate::stats::fs_usage::UsageCache;
 use cri_dockerd_cni::CniManager;
 
-pub struct Runtime {
+pub struct DockerCri {
     pub(crate) docker: Docker,
     pub(crate) settings: RuntimeSettings,
     pub(crate) facts: DockerFacts,
@@ -39,7 +41,7 @@ pub struct Runtime {
     pub(crate) bad_checkpoints: Mutex<HashSet<String>>,
     pub(crate) logs: LogManager,
     pub(crate) image_names: ImageNames,
-    pub(crate) oom_kills: crate::oom_kills::OomKills,
+    pub(crate) oom_kills: crate::container::oom_kills::OomKills,
     /// Per running container: what stats need without asking Docker again.
     pub(crate) container_facts: Mutex<HashMap<String, Arc<crate::stats::ContainerFacts>>>,
     pub(crate) stats: crate::stats::StatsState,
@@ -50,7 +52,7 @@ pub struct Runtime {
 
 const VERSION_CACHE_TTL: Duration = Duration::from_secs(60);
 
-impl Runtime {
+impl DockerCri {
     /// `docker` must already have its API version negotiated.
     pub async fn new(
         docker: Docker,

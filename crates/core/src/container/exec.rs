@@ -6,8 +6,8 @@ use futures::StreamExt;
 use k8s_cri::v1::ExecSyncResponse;
 use std::time::Duration;
 
+use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result};
-use crate::runtime::Runtime;
 use crate::sandbox::running_pid;
 
 /// stdout and stderr together must fit the kubelet's 16 MiB gRPC messages.
@@ -58,7 +58,7 @@ pub(crate) fn kill_process_tree(pid: i64) {
     }
 }
 
-impl Runtime {
+impl DockerCri {
     pub async fn exec_sync(
         &self,
         id: &str,

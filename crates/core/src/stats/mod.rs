@@ -1,6 +1,9 @@
 //! Container and pod stats from cgroup files, /proc and the writable
 //! layer, without Docker's stats API: it samples for a second per container.
 
+pub(crate) mod cgroups;
+pub(crate) mod fs_usage;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,13 +15,12 @@ use k8s_cri::v1::{
     PodSandboxAttributes, PodSandboxStats, PodSandboxStatsFilter, ProcessUsage, UInt64Value,
 };
 
-use crate::cgroups::{CgroupMounts, ContainerCgroup};
+use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result};
-use crate::fs_usage;
 use crate::labels;
 use crate::naming;
-use crate::runtime::Runtime;
 use crate::sandbox::running_pid;
+use crate::stats::cgroups::{CgroupMounts, ContainerCgroup};
 use crate::store::{Kind, Phase, id_matches};
 
 const WRITABLE_LAYER_TTL: Duration = Duration::from_secs(10);
@@ -84,11 +86,11 @@ impl StatsState {
 #[derive(Default, Clone, Copy)]
 struct Sample {
     cpu_ns: u64,
-    memory: Option<crate::cgroups::Memory>,
+    memory: Option<crate::stats::cgroups::Memory>,
     processes: u64,
 }
 
-impl Runtime {
+impl DockerCri {
     async fn running_facts(&self, id: &str) -> Result<Option<Arc<ContainerFacts>>> {
         let cached = self
             .container_facts
@@ -165,7 +167,10 @@ impl Runtime {
         }
     }
 
-    fn memory_usage(timestamp: i64, memory: Option<crate::cgroups::Memory>) -> Option<MemoryUsage> {
+    fn memory_usage(
+        timestamp: i64,
+        memory: Option<crate::stats::cgroups::Memory>,
+    ) -> Option<MemoryUsage> {
         let m = memory?;
         Some(MemoryUsage {
             timestamp,
@@ -391,7 +396,7 @@ impl Runtime {
             total.processes += s.processes;
             if let Some(m) = s.memory {
                 memory_seen = true;
-                let t = total.memory.get_or_insert(crate::cgroups::Memory {
+                let t = total.memory.get_or_insert(crate::stats::cgroups::Memory {
                     usage: 0,
                     working_set: 0,
                     rss: 0,

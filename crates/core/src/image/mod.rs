@@ -1,5 +1,7 @@
 //! The CRI ImageService on Docker's image store.
 
+pub mod reference;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,9 +15,9 @@ use k8s_cri::v1::{
     ImageStatusResponse, Int64Value, UInt64Value,
 };
 
+use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result, is_docker_not_found};
-use crate::image_ref::{ImageName, Reference, normalize, parse_image_name};
-use crate::runtime::Runtime;
+use crate::image::reference::{ImageName, Reference, normalize, parse_image_name};
 
 /// Docker's placeholders for untagged images.
 const NONE_TAG: &str = "<none>:<none>";
@@ -77,7 +79,7 @@ fn user_from_image(user: &str) -> (Option<i64>, String) {
     }
 }
 
-impl Runtime {
+impl DockerCri {
     fn is_pinned(&self, repo_tags: &[String]) -> bool {
         let Some(infra) = normalize_tagged(&self.settings.pod_infra_image) else {
             return false;
@@ -149,7 +151,8 @@ impl Runtime {
                     Ok(ImageName::Reference(r)) if r.tag.is_none() && r.digest.is_none() => {
                         let name = r.name();
                         repo_tags.iter().chain(&repo_digests).any(|t| {
-                            crate::image_ref::parse_normalized(t).is_ok_and(|p| p.name() == name)
+                            crate::image::reference::parse_normalized(t)
+                                .is_ok_and(|p| p.name() == name)
                         })
                     }
                     _ => image_matches(&summary.id, &repo_tags, &repo_digests, wanted),
@@ -335,7 +338,7 @@ impl Runtime {
 }
 
 fn normalize_tagged(image: &str) -> Option<String> {
-    crate::image_ref::parse_normalized(image)
+    crate::image::reference::parse_normalized(image)
         .ok()
         .map(|r| r.with_default_tag().to_string())
 }
@@ -479,7 +482,7 @@ mod tests {
 
     #[test]
     fn auth_config_maps_to_docker_credentials() {
-        let reference = crate::image_ref::parse_normalized("127.0.0.1:5001/x").unwrap();
+        let reference = crate::image::reference::parse_normalized("127.0.0.1:5001/x").unwrap();
         let creds = credentials_for(
             &AuthConfig {
                 auth: base64::engine::general_purpose::STANDARD.encode("alice:s3cret"),
