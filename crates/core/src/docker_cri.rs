@@ -2,12 +2,12 @@
 //! every CRI call; each call family lives with its concern (`sandbox/`,
 //! `container/`, `image/`, `stats/`, `streams/`, `events`).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 
+use crate::checkpoint::CheckpointStore;
 use crate::config::{NetworkPlugin, RuntimeSettings};
 use crate::container::ImageNames;
 use crate::container::logs::LogManager;
@@ -15,39 +15,47 @@ use crate::error::{Error, Result};
 use crate::facts::DockerFacts;
 use crate::locks::KeyedLocks;
 use crate::oom::OomPolicy;
-use crate::sandbox::checkpoint::CheckpointStore;
 use crate::stats::fs_usage::UsageCache;
 use cri_dockerd_cni::CniManager;
 
+/// The call families live with their concerns (`sandbox/`, `container/`,
+/// `image/`, `stats/`, `streams/`, `events`, `runtime_status`) as `impl
+/// DockerCri` blocks; each field is one concern's state, kept behind its
+/// own small API.
 pub struct DockerCri {
+    /// The Docker Engine API client.
     pub(crate) docker: Docker,
     pub(crate) settings: RuntimeSettings,
+    /// What the daemon is (cgroup driver, root dir, runtimes, API version).
     pub(crate) facts: DockerFacts,
-    pub(crate) checkpoints: CheckpointStore,
-    pub(crate) cni: Option<CniManager>,
-    pub(crate) oom: OomPolicy,
-    pub(crate) locks: KeyedLocks,
-    pub(crate) image_fs: UsageCache,
-    pub(crate) pod_cidr: Mutex<Option<String>>,
-    pub(crate) version_cache: Mutex<Option<(Instant, String)>>,
-    /// Sandbox id → whether its network is set up (`false`: torn down).
-    /// Unknown after a restart, which makes teardown run again (it is
-    /// idempotent).
-    pub(crate) network_ready: Mutex<HashMap<String, bool>>,
-    /// Running sandboxes found without their pod network at start: NotReady
-    /// until the kubelet stops them.
-    pub(crate) network_missing: Mutex<HashSet<String>>,
-    /// Checkpoints already reported as unreadable.
-    pub(crate) bad_checkpoints: Mutex<HashSet<String>>,
-    pub(crate) logs: LogManager,
-    pub(crate) image_names: ImageNames,
-    pub(crate) oom_kills: crate::container::oom_kills::OomKills,
-    /// Per running container: what stats need without asking Docker again.
-    pub(crate) container_facts: Mutex<HashMap<String, Arc<crate::stats::ContainerFacts>>>,
-    pub(crate) stats: crate::stats::StatsState,
-    pub(crate) streaming: Option<cri_dockerd_streaming::StreamingServer>,
     /// Sandboxes and containers as last seen, kept current by Docker's events.
     pub(crate) store: Arc<crate::store::NodeStore>,
+    /// sandbox/: cri-dockerd's checkpoints.
+    pub(crate) checkpoints: CheckpointStore,
+    /// sandbox/: pod networks (`None`: Docker's own bridge).
+    pub(crate) cni: Option<CniManager>,
+    /// sandbox/: which networks this process set up, and which are missing.
+    pub(crate) networks: crate::sandbox::NetworkState,
+    /// Per-pod and per-container locks for calls that must not interleave.
+    pub(crate) locks: KeyedLocks,
+    /// container/: the OOM score adjustments the daemon may apply.
+    pub(crate) oom: OomPolicy,
+    /// container/: CRI log files.
+    pub(crate) logs: LogManager,
+    /// container/: tags and digests of images, for ContainerStatus.
+    pub(crate) image_names: ImageNames,
+    /// container/: OOM kills Docker's own flag missed.
+    pub(crate) oom_kills: crate::container::oom_kills::OomKills,
+    /// stats/: what stats keep between calls.
+    pub(crate) stats: crate::stats::StatsState,
+    /// image/: the image filesystem's usage, kept up to date in the background.
+    pub(crate) image_fs: UsageCache,
+    /// runtime_status: the pod CIDR from UpdateRuntimeConfig.
+    pub(crate) pod_cidr: Mutex<Option<String>>,
+    /// runtime_status: Docker's version, cached.
+    pub(crate) version_cache: Mutex<Option<(Instant, String)>>,
+    /// streams/: the exec/attach/port-forward server.
+    pub(crate) streaming: Option<cri_dockerd_streaming::StreamingServer>,
 }
 
 const VERSION_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -99,13 +107,10 @@ impl DockerCri {
             image_fs,
             pod_cidr,
             version_cache: Mutex::new(None),
-            network_ready: Mutex::default(),
-            network_missing: Mutex::default(),
-            bad_checkpoints: Mutex::default(),
+            networks: Default::default(),
             logs: LogManager::new(docker_for_logs),
             image_names: ImageNames::default(),
             oom_kills: Default::default(),
-            container_facts: Mutex::default(),
             stats: crate::stats::StatsState::new(),
             streaming,
             store,

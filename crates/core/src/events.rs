@@ -20,8 +20,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::docker_cri::DockerCri;
 use crate::naming;
-use crate::sandbox::{Freshness, SandboxDetails};
-use crate::store::{Change, Kind, Transition};
+use crate::sandbox::SandboxDetails;
+use crate::store::{Change, Freshness, Kind, Transition};
 
 /// Events lost by slow subscribers since start.
 static DROPPED: AtomicU64 = AtomicU64::new(0);

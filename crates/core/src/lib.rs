@@ -12,6 +12,7 @@
 //! `DockerCri` ties them together: one per process, shared by every call.
 
 mod caps;
+pub mod checkpoint;
 pub mod config;
 mod container;
 mod docker_cri;
@@ -37,4 +38,3 @@ pub use error::{Error, Kind, Result};
 pub use facts::{CgroupDriver, DockerFacts};
 pub use image::reference as image_ref;
 pub use oom::OomPolicy;
-pub use sandbox::checkpoint;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result};
-use crate::sandbox::running_pid;
+use crate::store::running_pid;
 
 /// stdout and stderr together must fit the kubelet's 16 MiB gRPC messages.
 pub const MAX_EXEC_SYNC_OUTPUT: usize = 16 * 1024 * 1024 - 64 * 1024;

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result, is_docker_not_found, is_docker_not_modified};
 use crate::labels;
-use crate::sandbox::{Freshness, running_pid};
+use crate::store::{Freshness, running_pid};
 use crate::store::{Kind, Record};
 use crate::translate;
 
@@ -200,10 +200,7 @@ impl DockerCri {
         {
             tracing::warn!(container_id = %full_id, path, error = %e, "could not remove the container log");
         }
-        self.container_facts
-            .lock()
-            .expect("container facts")
-            .remove(&full_id);
+        self.stats.forget(&full_id);
         self.store.forget(&full_id);
         tracing::info!(container_id = %full_id, "container removed");
         Ok(())

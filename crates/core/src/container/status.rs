@@ -16,7 +16,7 @@ use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::naming;
-use crate::sandbox::Freshness;
+use crate::store::Freshness;
 use crate::store::{Kind, Phase, Record, id_matches};
 use crate::time::rfc3339_to_ns;
 

@@ -1,9 +1,11 @@
 //! Pod sandboxes: a pause container holding the pod's namespaces, its
 //! cri-dockerd checkpoint, and its CNI attachment.
 
-pub mod checkpoint;
+mod network_state;
 mod reconcile;
 mod status;
+
+pub(crate) use network_state::NetworkState;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,14 +19,14 @@ use cri_dockerd_cni::{PodRef, PortMapping as CniPortMapping};
 use k8s_cri::v1::{PodSandboxConfig, PodSandboxMetadata};
 use tracing::Instrument;
 
+use crate::checkpoint::PodSandboxCheckpoint;
 use crate::docker_cri::DockerCri;
 use crate::error::{
     Error, Result, is_docker_conflict, is_docker_not_found, is_docker_not_modified,
 };
 use crate::labels;
 use crate::naming;
-use crate::sandbox::checkpoint::PodSandboxCheckpoint;
-use crate::store::{Kind, Record};
+use crate::store::{Freshness, Kind, Record, running_pid};
 use crate::translate::{self, NAMESPACE_MODE_HOST};
 
 /// Where the time of a RunPodSandbox went, step by step, for its log line.
@@ -80,21 +82,6 @@ impl SandboxDetails {
     pub fn inspect(&self) -> Option<&ContainerInspectResponse> {
         self.record.as_ref().map(|r| &r.inspect)
     }
-}
-
-/// Whether a lookup may answer from the store (reads) or must ask Docker
-/// (writes, which act on what is there now).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Freshness {
-    Stored,
-    Current,
-}
-
-pub(crate) fn running_pid(inspect: &ContainerInspectResponse) -> Option<i64> {
-    let state = inspect.state.as_ref()?;
-    (state.running == Some(true))
-        .then_some(state.pid?)
-        .filter(|p| *p > 0)
 }
 
 fn cni_ports(checkpoint: Option<&PodSandboxCheckpoint>) -> Vec<CniPortMapping> {
@@ -177,39 +164,12 @@ impl DockerCri {
     /// A checkpoint that cannot be read is reported once and treated as
     /// absent: it must never make a call fail.
     fn read_checkpoint(&self, id: &str) -> Option<PodSandboxCheckpoint> {
-        match self.checkpoints.read(id) {
-            Ok(checkpoint) => checkpoint,
-            Err(e) => {
-                if self
-                    .bad_checkpoints
-                    .lock()
-                    .expect("bad checkpoints")
-                    .insert(id.to_string())
-                {
-                    tracing::error!(sandbox_id = id, error = %e, "skipping unreadable sandbox checkpoint");
-                }
-                None
-            }
-        }
+        self.checkpoints.read_or_report(id)
     }
 
     /// Found running without its pod network at start (see `reconcile`).
     fn lacks_network(&self, id: &str) -> bool {
-        self.network_missing
-            .lock()
-            .expect("network missing")
-            .contains(id)
-    }
-
-    fn network_needs_teardown(&self, id: &str) -> bool {
-        self.network_ready.lock().expect("network state").get(id) != Some(&false)
-    }
-
-    fn set_network_ready(&self, id: &str, ready: bool) {
-        self.network_ready
-            .lock()
-            .expect("network state")
-            .insert(id.to_string(), ready);
+        self.networks.is_missing(id)
     }
 
     pub async fn run_pod_sandbox(
@@ -396,7 +356,7 @@ impl DockerCri {
             sandbox_id: id.to_string(),
         };
         let ports = cni_ports(Some(&checkpoint));
-        self.set_network_ready(id, true);
+        self.networks.set_attached(id, true);
         let network = cni
             .setup(&pod, &format!("/proc/{pid}/ns/net"), &ports)
             .instrument(tracing::debug_span!("network"))
@@ -431,13 +391,7 @@ impl DockerCri {
 
     /// Undoes a half-made sandbox: network, container, checkpoint.
     async fn discard_sandbox(&self, id: &str) {
-        if self.network_needs_teardown(id)
-            && self
-                .network_ready
-                .lock()
-                .expect("network state")
-                .contains_key(id)
-        {
+        if self.networks.needs_teardown(id) && self.networks.setup_begun(id) {
             // setup() cleans up after itself; this covers a failure after it.
             if let (Some(cni), Ok(Some(details))) = (
                 &self.cni,
@@ -480,7 +434,7 @@ impl DockerCri {
         if let Err(e) = self.checkpoints.remove(id) {
             tracing::warn!(error = %e, "removing the failed sandbox's checkpoint failed");
         }
-        self.network_ready.lock().expect("network state").remove(id);
+        self.networks.forget(id);
         self.store.forget(id);
     }
 
@@ -559,10 +513,7 @@ impl DockerCri {
                 self.checkpoints.remove(&details.id)?;
             }
             self.store.fetch(&details.id).await?;
-            self.network_missing
-                .lock()
-                .expect("network missing")
-                .remove(&details.id);
+            self.networks.stopped(&details.id);
             tracing::info!("sandbox stopped");
             Ok(())
         }
@@ -571,7 +522,7 @@ impl DockerCri {
     }
 
     async fn teardown_network(&self, details: &SandboxDetails) -> Result<()> {
-        if details.host_network || !self.network_needs_teardown(&details.id) {
+        if details.host_network || !self.networks.needs_teardown(&details.id) {
             return Ok(());
         }
         let Some(cni) = &self.cni else {
@@ -590,7 +541,7 @@ impl DockerCri {
             &cni_ports(details.checkpoint.as_ref()),
         )
         .await?;
-        self.set_network_ready(&details.id, false);
+        self.networks.set_attached(&details.id, false);
         Ok(())
     }
 
@@ -626,19 +577,8 @@ impl DockerCri {
                 Err(e) => return Err(Error::docker("removing the sandbox container")(e)),
             }
             self.checkpoints.remove(&resolved)?;
-            self.network_ready
-                .lock()
-                .expect("network state")
-                .remove(&resolved);
-            self.bad_checkpoints
-                .lock()
-                .expect("bad checkpoints")
-                .remove(&resolved);
+            self.networks.forget(&resolved);
             self.store.forget(&resolved);
-            self.network_missing
-                .lock()
-                .expect("network missing")
-                .remove(&resolved);
             tracing::info!("sandbox removed");
             Ok(())
         }

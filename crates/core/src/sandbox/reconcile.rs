@@ -54,10 +54,7 @@ impl DockerCri {
                 pod_sandbox_id = %record.id,
                 "sandbox runs without its pod network (the shim stopped during its start): reported NotReady so the kubelet replaces it"
             );
-            self.network_missing
-                .lock()
-                .expect("network missing")
-                .insert(record.id.clone());
+            self.networks.mark_missing(&record.id);
         }
     }
 

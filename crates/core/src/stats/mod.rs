@@ -19,8 +19,8 @@ use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::naming;
-use crate::sandbox::running_pid;
 use crate::stats::cgroups::{CgroupMounts, ContainerCgroup};
+use crate::store::running_pid;
 use crate::store::{Kind, Phase, id_matches};
 
 const WRITABLE_LAYER_TTL: Duration = Duration::from_secs(10);
@@ -28,7 +28,7 @@ const POD_INTERFACE: &str = "eth0";
 
 /// What stats need of a running container, cached so a stats call costs
 /// one Docker list, not an inspect per container.
-pub(crate) struct ContainerFacts {
+struct ContainerFacts {
     pid: i64,
     cgroup: ContainerCgroup,
     upper_dir: Option<PathBuf>,
@@ -64,10 +64,13 @@ pub fn parse_net_dev(text: &str) -> Vec<NetworkInterfaceUsage> {
         .collect()
 }
 
+/// What stats keep between calls, per running container.
 pub(crate) struct StatsState {
     mounts: CgroupMounts,
     /// Last CPU sample per container, for usage_nano_cores.
     last_cpu: Mutex<HashMap<String, (i64, u64)>>,
+    /// Pid, cgroup and writable layer per running container.
+    facts: Mutex<HashMap<String, Arc<ContainerFacts>>>,
 }
 
 impl StatsState {
@@ -75,11 +78,37 @@ impl StatsState {
         Self {
             mounts: CgroupMounts::detect(),
             last_cpu: Mutex::default(),
+            facts: Mutex::default(),
         }
     }
 
     pub fn mounts(&self) -> &CgroupMounts {
         &self.mounts
+    }
+
+    fn cached_facts(&self, id: &str) -> Option<Arc<ContainerFacts>> {
+        self.facts.lock().expect("container facts").get(id).cloned()
+    }
+
+    fn remember_facts(&self, id: &str, facts: Arc<ContainerFacts>) {
+        self.facts
+            .lock()
+            .expect("container facts")
+            .insert(id.to_string(), facts);
+    }
+
+    /// The previous CPU sample of `id`, replaced by this one.
+    fn swap_cpu_sample(&self, id: &str, timestamp: i64, cpu_ns: u64) -> Option<(i64, u64)> {
+        self.last_cpu
+            .lock()
+            .expect("cpu samples")
+            .insert(id.to_string(), (timestamp, cpu_ns))
+    }
+
+    /// The container stopped or is gone: nothing of it is kept.
+    pub fn forget(&self, id: &str) {
+        self.facts.lock().expect("container facts").remove(id);
+        self.last_cpu.lock().expect("cpu samples").remove(id);
     }
 }
 
@@ -92,13 +121,7 @@ struct Sample {
 
 impl DockerCri {
     async fn running_facts(&self, id: &str) -> Result<Option<Arc<ContainerFacts>>> {
-        let cached = self
-            .container_facts
-            .lock()
-            .expect("container facts")
-            .get(id)
-            .cloned();
-        if let Some(facts) = cached
+        if let Some(facts) = self.stats.cached_facts(id)
             && std::path::Path::new(&format!("/proc/{}", facts.pid)).exists()
         {
             return Ok(Some(facts));
@@ -108,10 +131,7 @@ impl DockerCri {
         };
         let inspect = &record.inspect;
         let Some(pid) = running_pid(inspect) else {
-            self.container_facts
-                .lock()
-                .expect("container facts")
-                .remove(id);
+            self.stats.forget(id);
             return Ok(None);
         };
         let cgroup =
@@ -134,10 +154,7 @@ impl DockerCri {
             upper_dir,
             writable: Mutex::new(None),
         });
-        self.container_facts
-            .lock()
-            .expect("container facts")
-            .insert(id.to_string(), facts.clone());
+        self.stats.remember_facts(id, facts.clone());
         Ok(Some(facts))
     }
 
@@ -150,12 +167,7 @@ impl DockerCri {
     }
 
     fn cpu_usage(&self, id: &str, timestamp: i64, cpu_ns: u64) -> CpuUsage {
-        let previous = self
-            .stats
-            .last_cpu
-            .lock()
-            .expect("cpu samples")
-            .insert(id.to_string(), (timestamp, cpu_ns));
+        let previous = self.stats.swap_cpu_sample(id, timestamp, cpu_ns);
         let nano_cores = previous.and_then(|(t, c)| {
             let dt = (timestamp - t) as u64;
             (dt > 0 && cpu_ns >= c).then(|| (cpu_ns - c) * 1_000_000_000 / dt)
@@ -277,7 +289,7 @@ impl DockerCri {
 
     pub async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
         let record = self
-            .container_record(id, crate::sandbox::Freshness::Stored)
+            .container_record(id, crate::store::Freshness::Stored)
             .await?;
         let (cri_labels, annotations) = labels::extract_labels(record.labels());
         let attributes = ContainerAttributes {
@@ -311,7 +323,7 @@ impl DockerCri {
 
     pub async fn pod_sandbox_stats(&self, id: &str) -> Result<PodSandboxStats> {
         let details = self
-            .sandbox_details(id, crate::sandbox::Freshness::Stored)
+            .sandbox_details(id, crate::store::Freshness::Stored)
             .await?
             .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))?;
         let (cri_labels, annotations) = labels::extract_labels(

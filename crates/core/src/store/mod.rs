@@ -34,6 +34,22 @@ use crate::labels;
 pub(crate) use record::{Kind, Phase, Record, id_matches};
 pub(crate) use transitions::Transition;
 
+/// Whether a lookup may answer from the store (reads) or must ask Docker
+/// (writes, which act on what is there now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    Stored,
+    Current,
+}
+
+/// The pid of a container's main process while it runs.
+pub(crate) fn running_pid(inspect: &ContainerInspectResponse) -> Option<i64> {
+    let state = inspect.state.as_ref()?;
+    (state.running == Some(true))
+        .then_some(state.pid?)
+        .filter(|p| *p > 0)
+}
+
 /// Removed ids remembered so a late inspect cannot resurrect them.
 const MAX_TOMBSTONES: usize = 4096;
 /// Changes a subscriber may fall behind by before it loses the oldest:

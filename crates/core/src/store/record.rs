@@ -112,7 +112,7 @@ impl Record {
 
     /// The pid of the main process while it runs.
     pub fn running_pid(&self) -> Option<i64> {
-        crate::sandbox::running_pid(&self.inspect)
+        super::running_pid(&self.inspect)
     }
 
     /// Whether `selector`'s labels all have these values here.

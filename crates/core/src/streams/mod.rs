@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::container::exec::kill_process_tree;
-use crate::sandbox::running_pid;
+use crate::store::running_pid;
 
 /// Where the Docker API listens, for connections bollard cannot hijack.
 #[derive(Debug, Clone)]
@@ -467,7 +467,7 @@ impl crate::docker_cri::DockerCri {
             })
             .collect::<crate::error::Result<Vec<u16>>>()?;
         let sandbox = self
-            .sandbox_record(&req.pod_sandbox_id, crate::sandbox::Freshness::Stored)
+            .sandbox_record(&req.pod_sandbox_id, crate::store::Freshness::Stored)
             .await?
             .ok_or_else(|| {
                 Error::NotFound(format!("pod sandbox {} not found", req.pod_sandbox_id))

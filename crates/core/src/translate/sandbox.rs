@@ -8,12 +8,12 @@ use k8s_cri::v1::{NamespaceMode, PodSandboxConfig, PortMapping, Protocol};
 
 use super::security::{self, Seccomp};
 use super::{NAMESPACE_MODE_HOST, cgroup_parent};
+use crate::checkpoint::{self, CheckpointData};
 use crate::config::NetworkPlugin;
 use crate::error::{Error, Result};
 use crate::facts::CgroupDriver;
 use crate::labels;
 use crate::naming;
-use crate::sandbox::checkpoint::{self, CheckpointData};
 
 /// cri-dockerd's values for the pause container.
 pub const SANDBOX_OOM_SCORE_ADJ: i64 = -998;
@@ -310,8 +310,7 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../testdata/cri-dockerd-v0.3.21/checkpoints/0bd9a3e1aa0a4af38b26f9145eed996cf0973b65c23c977cddf8bf3c117e4cdb");
         let theirs =
-            crate::sandbox::checkpoint::PodSandboxCheckpoint::decode(&std::fs::read(path).unwrap())
-                .unwrap();
+            crate::checkpoint::PodSandboxCheckpoint::decode(&std::fs::read(path).unwrap()).unwrap();
         assert_eq!(data, theirs.data());
         assert!(checkpoint_data(&reference_config("pod-host.json")).host_network);
     }

@@ -169,11 +169,16 @@ impl FileStamp {
 /// every second per pod.
 type Decoded = HashMap<String, (FileStamp, PodSandboxCheckpoint)>;
 
+/// Unreadable checkpoints reported so far; past this many the record starts
+/// over (a report may then repeat, the memory stays bounded).
+const MAX_REPORTED: usize = 1024;
+
 /// The `<root>/sandbox` directory.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     dir: PathBuf,
     decoded: std::sync::Arc<std::sync::Mutex<Decoded>>,
+    reported: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl CheckpointStore {
@@ -183,6 +188,7 @@ impl CheckpointStore {
         Ok(Self {
             dir,
             decoded: Default::default(),
+            reported: Default::default(),
         })
     }
 
@@ -252,6 +258,28 @@ impl CheckpointStore {
 
     fn forget(&self, sandbox_id: &str) {
         self.decoded.lock().expect("checkpoints").remove(sandbox_id);
+        self.reported
+            .lock()
+            .expect("checkpoints")
+            .remove(sandbox_id);
+    }
+
+    /// The checkpoint, or `None` when there is none or it cannot be read:
+    /// an unreadable one is logged once and must never make a call fail.
+    pub fn read_or_report(&self, sandbox_id: &str) -> Option<PodSandboxCheckpoint> {
+        match self.read(sandbox_id) {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                let mut reported = self.reported.lock().expect("checkpoints");
+                if reported.len() >= MAX_REPORTED {
+                    reported.clear();
+                }
+                if reported.insert(sandbox_id.to_string()) {
+                    tracing::error!(sandbox_id, error = %e, "skipping unreadable sandbox checkpoint");
+                }
+                None
+            }
+        }
     }
 
     pub fn remove(&self, sandbox_id: &str) -> Result<()> {
