@@ -215,3 +215,34 @@ async fn a_sandbox_left_without_its_network_is_not_ready() {
         .await;
     assert!(gone.is_err(), "the pause container is removed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_checkpoint_without_a_container_is_removed() {
+    test_env().await;
+    let mut shim = Shim::builder(BIN).with_cni().start().await;
+    let (kept, _) = shim.run_pod("kept").await;
+    shim.kill();
+    // A checkpoint the kubelet cannot see (it does not parse), of a sandbox
+    // that does not exist; and a good one, whose sandbox the kubelet still
+    // has to stop.
+    let orphan = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let sandbox_dir = shim.root.join("sandbox");
+    std::fs::write(sandbox_dir.join(orphan), b"{\"version\":\"v1\",\"truncat").unwrap();
+    shim.restart().await;
+    assert!(
+        !sandbox_dir.join(orphan).exists(),
+        "the unreadable orphan is removed"
+    );
+    assert!(sandbox_dir.join(&kept).exists(), "a readable one stays");
+    assert!(shim.log_text().contains("removed an unreadable checkpoint"));
+    let listed = shim
+        .runtime
+        .clone()
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(listed.iter().any(|p| p.id == kept));
+    assert!(!listed.iter().any(|p| p.id == orphan));
+}
