@@ -129,6 +129,21 @@ impl DockerCri {
         &self.facts
     }
 
+    /// Removes a Docker container with its anonymous volumes, running or
+    /// not; one that is already gone is fine.
+    pub(crate) async fn remove_docker_container(&self, id: &str) -> Result<()> {
+        let options = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if crate::error::is_docker_not_found(&e) => Ok(()),
+            Err(e) => Err(Error::docker(format!("removing container {id}"))(e)),
+        }
+    }
+
     /// The Docker server version, cached for a minute as cri-dockerd does:
     /// the kubelet asks often and it does not change under a running daemon.
     pub(crate) async fn docker_version(&self) -> Result<String> {

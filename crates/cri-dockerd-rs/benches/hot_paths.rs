@@ -7,53 +7,18 @@
 //! wait for Docker's one-second stats sampling (50 containers in well under
 //! a second, not 50 seconds).
 
-use std::time::{Duration, Instant};
-
 use cri_dockerd_testkit::cri::{container_config, containers, pod_config, pods};
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
 use cri_dockerd_testkit::{Shim, test_env};
 use k8s_cri::v1::*;
 
+mod common;
+use common::time;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 const PODS: usize = 5;
 const CONTAINERS_PER_POD: usize = 10;
 const ROUNDS: usize = 100;
-
-struct Timing {
-    name: &'static str,
-    samples: Vec<Duration>,
-}
-
-impl Timing {
-    fn report(&mut self) {
-        self.samples.sort();
-        let at = |q: f64| self.samples[((self.samples.len() - 1) as f64 * q) as usize];
-        let mean = self.samples.iter().sum::<Duration>() / self.samples.len() as u32;
-        println!(
-            "{:<28} mean {:>9.2?}  p50 {:>9.2?}  p95 {:>9.2?}  max {:>9.2?}",
-            self.name,
-            mean,
-            at(0.5),
-            at(0.95),
-            at(1.0)
-        );
-    }
-}
-
-async fn time<F, Fut>(name: &'static str, mut call: F) -> Timing
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    call().await;
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let started = Instant::now();
-        call().await;
-        samples.push(started.elapsed());
-    }
-    Timing { name, samples }
-}
 
 #[tokio::main]
 async fn main() {
@@ -97,8 +62,8 @@ async fn main() {
     );
 
     let docker = env.docker.clone();
-    let mut timings = vec![
-        time("docker ps (baseline)", || {
+    let timings = vec![
+        time("docker ps (baseline)", ROUNDS, || {
             let docker = docker.clone();
             async move {
                 docker
@@ -108,7 +73,7 @@ async fn main() {
             }
         })
         .await,
-        time("ListPodSandbox", || {
+        time("ListPodSandbox", ROUNDS, || {
             let mut r = runtime.clone();
             async move {
                 let n = r
@@ -119,7 +84,7 @@ async fn main() {
             }
         })
         .await,
-        time("ListContainers", || {
+        time("ListContainers", ROUNDS, || {
             let mut r = runtime.clone();
             async move {
                 let n = r
@@ -130,7 +95,7 @@ async fn main() {
             }
         })
         .await,
-        time("PodSandboxStatus", || {
+        time("PodSandboxStatus", ROUNDS, || {
             let mut r = runtime.clone();
             let id = pod_ids[0].clone();
             async move {
@@ -143,7 +108,7 @@ async fn main() {
             }
         })
         .await,
-        time("ContainerStatus", || {
+        time("ContainerStatus", ROUNDS, || {
             let mut r = runtime.clone();
             let id = container_ids[0].clone();
             async move {
@@ -156,7 +121,7 @@ async fn main() {
             }
         })
         .await,
-        time("ListContainerStats (50)", || {
+        time("ListContainerStats (50)", ROUNDS, || {
             let mut r = runtime.clone();
             async move {
                 let n = r
@@ -167,7 +132,7 @@ async fn main() {
             }
         })
         .await,
-        time("ListPodSandboxStats (5)", || {
+        time("ListPodSandboxStats (5)", ROUNDS, || {
             let mut r = runtime.clone();
             async move {
                 r.list_pod_sandbox_stats(ListPodSandboxStatsRequest::default())
@@ -177,7 +142,7 @@ async fn main() {
         })
         .await,
     ];
-    for t in &mut timings {
+    for t in &timings {
         t.report();
     }
 

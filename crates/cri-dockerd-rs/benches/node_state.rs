@@ -22,32 +22,12 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tonic::transport::Channel;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 const PODS: usize = 100;
 const ROUNDS: usize = 200;
 const RELIST_SECONDS: u64 = 60;
-
-fn p50(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-async fn time<F, Fut>(name: &str, mut call: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    call().await;
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let started = Instant::now();
-        call().await;
-        samples.push(started.elapsed());
-    }
-    let p50 = p50(samples);
-    println!("{name:<34} p50 {p50:>10.2?}");
-    p50
-}
 
 /// utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -152,7 +132,7 @@ async fn main() {
     println!("{PODS} pods of one running container each, p50 of {ROUNDS} calls");
 
     let docker = env.docker.clone();
-    time("docker /containers/json (baseline)", || {
+    common::time("docker /containers/json (baseline)", ROUNDS, || {
         let docker = docker.clone();
         async move {
             docker
@@ -168,9 +148,10 @@ async fn main() {
                 .unwrap();
         }
     })
-    .await;
+    .await
+    .report();
     let runtime = shim.runtime.clone();
-    time("ListPodSandbox", || {
+    common::time("ListPodSandbox", ROUNDS, || {
         let mut r = runtime.clone();
         async move {
             let n = r
@@ -180,8 +161,9 @@ async fn main() {
             assert!(n.into_inner().items.len() >= PODS);
         }
     })
-    .await;
-    time("ListContainers", || {
+    .await
+    .report();
+    common::time("ListContainers", ROUNDS, || {
         let mut r = runtime.clone();
         async move {
             let n = r
@@ -191,8 +173,9 @@ async fn main() {
             assert!(n.into_inner().containers.len() >= PODS);
         }
     })
-    .await;
-    time("PodSandboxStatus", || {
+    .await
+    .report();
+    common::time("PodSandboxStatus", ROUNDS, || {
         let mut r = runtime.clone();
         let id = pods[0].0.clone();
         async move {
@@ -204,8 +187,9 @@ async fn main() {
             .unwrap();
         }
     })
-    .await;
-    time("ContainerStatus", || {
+    .await
+    .report();
+    common::time("ContainerStatus", ROUNDS, || {
         let mut r = runtime.clone();
         let id = pods[0].1.clone();
         async move {
@@ -217,7 +201,8 @@ async fn main() {
             .unwrap();
         }
     })
-    .await;
+    .await
+    .report();
 
     // CPU of a 1 Hz relist, and of a 1 Hz status sweep, over RELIST_SECONDS each.
     let dockerd = pid_of("dockerd");

@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum, ContainerUpdateBody};
 use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions,
-    StopContainerOptions,
+    InspectContainerOptions, ListContainersOptions, StartContainerOptions, StopContainerOptions,
 };
 use k8s_cri::v1::{ContainerConfig, LinuxContainerResources, PodSandboxConfig};
 use tracing::Instrument;
@@ -178,22 +177,7 @@ impl DockerCri {
         let full_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
         self.logs.forget(&full_id);
         self.oom_kills.forget(&full_id);
-        match self
-            .docker
-            .remove_container(
-                &full_id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if is_docker_not_found(&e) => {}
-            Err(e) => return Err(Error::docker(format!("removing container {full_id}"))(e)),
-        }
+        self.remove_docker_container(&full_id).await?;
         if let Some(path) = label(&inspect, labels::CONTAINER_LOG_PATH)
             && let Err(e) = std::fs::remove_file(path)
             && e.kind() != std::io::ErrorKind::NotFound

@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, StopContainerOptions,
 };
 use cri_dockerd_cni::{PodRef, PortMapping as CniPortMapping};
 use k8s_cri::v1::{PodSandboxConfig, PodSandboxMetadata};
@@ -27,7 +26,7 @@ use crate::error::{
 use crate::labels;
 use crate::naming;
 use crate::store::{Freshness, Kind, Record, running_pid};
-use crate::translate::{self, NAMESPACE_MODE_HOST};
+use crate::translate::{self};
 
 /// Where the time of a RunPodSandbox went, step by step, for its log line.
 struct StepTimer {
@@ -130,12 +129,7 @@ impl DockerCri {
                     record.id, record.name
                 ))
             })?;
-            let host_network = record
-                .inspect
-                .host_config
-                .as_ref()
-                .and_then(|h| h.network_mode.as_deref())
-                == Some(NAMESPACE_MODE_HOST);
+            let host_network = record.host_network();
             let checkpoint = self.read_checkpoint(&record.id);
             return Ok(Some(SandboxDetails {
                 id: record.id.clone(),
@@ -284,19 +278,7 @@ impl DockerCri {
                     )));
                 }
                 tracing::info!(name, "removing a dead container whose name is taken");
-                self.docker
-                    .remove_container(
-                        name,
-                        Some(RemoveContainerOptions {
-                            force: true,
-                            v: true,
-                            ..Default::default()
-                        }),
-                    )
-                    .await
-                    .map_err(Error::docker(format!(
-                        "removing conflicting container {name}"
-                    )))?;
+                self.remove_docker_container(name).await?;
             }
             Err(e) => return Err(Error::docker(format!("creating container {name}"))(e)),
         }
@@ -416,19 +398,7 @@ impl DockerCri {
                 }
             }
         }
-        if let Err(e) = self
-            .docker
-            .remove_container(
-                id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-            && !is_docker_not_found(&e)
-        {
+        if let Err(e) = self.remove_docker_container(id).await {
             tracing::warn!(error = %e, "removing the failed sandbox container failed");
         }
         if let Err(e) = self.checkpoints.remove(id) {
@@ -560,22 +530,7 @@ impl DockerCri {
             if let Some(details) = self.sandbox_details(&resolved, Freshness::Current).await? {
                 self.teardown_network(&details).await?;
             }
-            match self
-                .docker
-                .remove_container(
-                    &resolved,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        ..Default::default()
-                    }),
-                )
-                .await
-            {
-                Ok(()) => {}
-                Err(e) if is_docker_not_found(&e) => {}
-                Err(e) => return Err(Error::docker("removing the sandbox container")(e)),
-            }
+            self.remove_docker_container(&resolved).await?;
             self.checkpoints.remove(&resolved)?;
             self.networks.forget(&resolved);
             self.store.forget(&resolved);

@@ -22,7 +22,6 @@ use cri_dockerd_cni::{PodRef, host_local_leases};
 
 use crate::docker_cri::DockerCri;
 use crate::store::{Kind, Phase};
-use crate::translate::NAMESPACE_MODE_HOST;
 
 /// CNI_ARGS key every pod attachment made by a CRI runtime carries.
 const POD_INFRA_ARG: &str = "K8S_POD_INFRA_CONTAINER_ID";
@@ -38,14 +37,8 @@ impl DockerCri {
     fn mark_sandboxes_without_network(&self) {
         let Some(cni) = &self.cni else { return };
         for record in self.store.all(Kind::Sandbox) {
-            let host_network = record
-                .inspect
-                .host_config
-                .as_ref()
-                .and_then(|h| h.network_mode.as_deref())
-                == Some(NAMESPACE_MODE_HOST);
             if record.phase != Phase::Running
-                || host_network
+                || record.host_network()
                 || cni.cached_network(&record.id).is_some()
             {
                 continue;

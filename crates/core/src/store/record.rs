@@ -110,6 +110,15 @@ impl Record {
         self.created_ns / 1_000_000_000 * 1_000_000_000
     }
 
+    /// Whether the container shares the node's network namespace.
+    pub fn host_network(&self) -> bool {
+        self.inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            == Some(crate::translate::NAMESPACE_MODE_HOST)
+    }
+
     /// The pid of the main process while it runs.
     pub fn running_pid(&self) -> Option<i64> {
         super::running_pid(&self.inspect)
