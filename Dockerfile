@@ -18,13 +18,14 @@ ARG KUBELET_FROM_SOURCE=0
 # --- cri-dockerd-rs, its supervisor and the static pause binary --------------
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# k8s-cri compiles the CRI protobufs at build time.
+# crates/cri-api compiles proto/ (the CRI definition) with protoc at build time.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends protobuf-compiler \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY proto proto
 COPY crates crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \

@@ -36,6 +36,8 @@ pub struct DockerCri {
     pub(crate) cni: Option<CniManager>,
     /// sandbox/: which networks this process set up, and which are missing.
     pub(crate) networks: crate::sandbox::NetworkState,
+    /// sandbox/: pod-level resources from UpdatePodSandboxResources.
+    pub(crate) pod_resources: crate::sandbox::PodResources,
     /// Per-pod and per-container locks for calls that must not interleave.
     pub(crate) locks: KeyedLocks,
     /// container/: the OOM score adjustments the daemon may apply.
@@ -108,6 +110,7 @@ impl DockerCri {
             pod_cidr,
             version_cache: Mutex::new(None),
             networks: Default::default(),
+            pod_resources: Default::default(),
             logs: LogManager::new(docker_for_logs),
             image_names: ImageNames::default(),
             oom_kills: Default::default(),

@@ -14,8 +14,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cri_dockerd_api::v1::{ContainerEventResponse, ContainerEventType};
 use futures::Stream;
-use k8s_cri::v1::{ContainerEventResponse, ContainerEventType};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::docker_cri::DockerCri;

@@ -2,7 +2,7 @@
 //! same names under both runtimes, and a restarted shim recovers pod and
 //! container metadata from the name alone.
 
-use k8s_cri::v1::{ContainerMetadata, PodSandboxMetadata};
+use cri_dockerd_api::v1::{ContainerMetadata, PodSandboxMetadata};
 
 const KUBE_PREFIX: &str = "k8s";
 pub const SANDBOX_CONTAINER_NAME: &str = "POD";

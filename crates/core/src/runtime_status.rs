@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::{
+use cri_dockerd_api::v1::{
     CgroupDriver as CriCgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition,
     RuntimeConfigResponse, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusResponse,
     VersionResponse,

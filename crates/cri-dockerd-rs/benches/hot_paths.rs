@@ -7,10 +7,10 @@
 //! wait for Docker's one-second stats sampling (50 containers in well under
 //! a second, not 50 seconds).
 
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::{container_config, containers, pod_config, pods};
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 
 mod common;
 use common::time;

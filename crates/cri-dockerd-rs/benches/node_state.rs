@@ -14,12 +14,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use cri_dockerd_api::v1::runtime_service_client::RuntimeServiceClient;
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::{container_config, containers, pods};
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
 use cri_dockerd_testkit::{Shim, test_env};
 use futures::StreamExt;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::*;
 use tonic::transport::Channel;
 
 mod common;

@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::KillContainerOptions;
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::{Shim, test_env};
 use futures::StreamExt;
-use k8s_cri::v1::*;
 use tonic::Streaming;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");

@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::InspectContainerOptions;
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::containers::{self, exec, exec_stdout};
 use cri_dockerd_testkit::cri::{container_config, pod_config, pods};
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cri_dockerd_api::v1::runtime_service_client::RuntimeServiceClient;
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::{container_config, containers, docker_pid, pod_config, pods};
 use cri_dockerd_testkit::dood::{Compose, DOOD_IMAGE, ensure_dood_image};
 use cri_dockerd_testkit::env::{BUSYBOX_IMAGE, PAUSE_IMAGE};
@@ -17,8 +19,6 @@ use cri_dockerd_testkit::netns::{
 };
 use cri_dockerd_testkit::shim::channel_for;
 use cri_dockerd_testkit::{test_env, unique};
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::*;
 use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");

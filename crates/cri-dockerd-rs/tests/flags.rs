@@ -4,9 +4,9 @@
 
 use std::process::Command;
 
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::streaming::{Options, spdy_command};
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

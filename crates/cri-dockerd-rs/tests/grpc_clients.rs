@@ -3,8 +3,8 @@
 //! `:authority`, and the raw path that grpc-java and kubelets/crictl before
 //! 1.26 send there (tests/grpc/cri_call.py).
 
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 use prost::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");

@@ -4,12 +4,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bollard::auth::DockerCredentials;
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::env::{
     BUSYBOX_IMAGE, REGISTRY_PASSWORD, REGISTRY_USER, auth_registry, plain_registry,
 };
 use cri_dockerd_testkit::images::{push_to_registry, remove_local};
 use cri_dockerd_testkit::{Shim, test_env, unique};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

@@ -1,11 +1,11 @@
 //! The streaming server against Go's spdystream, the SPDY implementation in
 //! kubectl, crictl and the kubelet (tests/interop/streamclient).
 
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::docker_pid;
 use cri_dockerd_testkit::netns::serve_in_netns;
 use cri_dockerd_testkit::streaming::go_stream;
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

@@ -1,12 +1,12 @@
 //! The calls a kubelet makes for a static pod, end to end, then the same
 //! with the shim killed and restarted half way.
 
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::containers::{self, exec_stdout};
 use cri_dockerd_testkit::cri::{container_config, pod_config, pods};
 use cri_dockerd_testkit::env::{BUSYBOX_IMAGE, plain_registry};
 use cri_dockerd_testkit::images::push_to_registry;
 use cri_dockerd_testkit::{Shim, test_env, unique};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

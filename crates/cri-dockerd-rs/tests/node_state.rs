@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::{
     KillContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
 };
+use cri_dockerd_api::v1::*;
 use cri_dockerd_core::labels;
 use cri_dockerd_testkit::cri::{container_config, containers};
 use cri_dockerd_testkit::docker_proxy::DockerProxy;
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

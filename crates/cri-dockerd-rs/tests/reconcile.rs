@@ -9,9 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::shim::repo_cni_conflist;
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

@@ -3,8 +3,8 @@
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

@@ -7,11 +7,11 @@ use std::path::Path;
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
 };
+use cri_dockerd_api::v1::*;
 use cri_dockerd_core::checkpoint::PodSandboxCheckpoint;
 use cri_dockerd_testkit::cri::{docker_pid, host_network, pod_config, pods};
 use cri_dockerd_testkit::netns::{host_veth_of, interface_with_index, ip_reservations};
 use cri_dockerd_testkit::{Shim, test_env, unique};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 const NETWORK: &str = "bridge";

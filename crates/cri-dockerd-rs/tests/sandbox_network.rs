@@ -3,13 +3,13 @@
 
 use std::net::SocketAddr;
 
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::{docker_pid, pod_config, pods};
 use cri_dockerd_testkit::netns::{
     fetch, hairpin_mode, host_ipv4_addresses, host_veth_of, in_pod_subnet, ping_from,
     ping_from_host, serve_in_netns,
 };
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::containers::{self, exec_stdout};
 use cri_dockerd_testkit::cri::{container_config, docker_pid, host_network, pod_config, pods};
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
 use cri_dockerd_testkit::netns::serve_in_netns;
 use cri_dockerd_testkit::streaming::{self, Options};
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

@@ -9,13 +9,13 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::{container_config, containers};
 use cri_dockerd_testkit::env::{BUSYBOX_IMAGE, kubectl};
 use cri_dockerd_testkit::kubeapi::{FakeApiServer, FakeContainer};
 use cri_dockerd_testkit::streaming::{go_stream, go_stream_client};
 use cri_dockerd_testkit::terminal::Terminal;
 use cri_dockerd_testkit::{Shim, test_env};
-use k8s_cri::v1::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cri_dockerd_api::v1::VersionRequest;
+use cri_dockerd_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_dockerd_testkit::docker_proxy::DockerProxy;
 use cri_dockerd_testkit::shim::channel_for;
 use cri_dockerd_testkit::test_env;
-use k8s_cri::v1::VersionRequest;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 

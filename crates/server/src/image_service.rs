@@ -1,5 +1,5 @@
-use k8s_cri::v1::image_service_server::ImageService;
-use k8s_cri::v1::*;
+use cri_dockerd_api::v1::image_service_server::ImageService;
+use cri_dockerd_api::v1::*;
 use tonic::Request;
 
 use crate::CriService;

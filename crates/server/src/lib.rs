@@ -8,9 +8,9 @@ mod validate;
 
 use std::sync::Arc;
 
+use cri_dockerd_api::v1::image_service_server::ImageServiceServer;
+use cri_dockerd_api::v1::runtime_service_server::RuntimeServiceServer;
 use cri_dockerd_core::DockerCri;
-use k8s_cri::v1::image_service_server::ImageServiceServer;
-use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
 pub use errors::to_status;
 

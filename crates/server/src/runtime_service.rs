@@ -1,8 +1,8 @@
 use std::pin::Pin;
 
+use cri_dockerd_api::v1::runtime_service_server::RuntimeService;
+use cri_dockerd_api::v1::*;
 use futures::{Stream, StreamExt};
-use k8s_cri::v1::runtime_service_server::RuntimeService;
-use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
 
 use crate::CriService;
@@ -360,6 +360,26 @@ impl RuntimeService for CriService {
         _request: Request<CheckpointContainerRequest>,
     ) -> Reply<CheckpointContainerResponse> {
         unimplemented("CheckpointContainer")
+    }
+
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
+    async fn update_pod_sandbox_resources(
+        &self,
+        request: Request<UpdatePodSandboxResourcesRequest>,
+    ) -> Reply<UpdatePodSandboxResourcesResponse> {
+        let request = request.into_inner();
+        validate::non_empty(&request.pod_sandbox_id, "pod_sandbox_id")?;
+        tracing::Span::current().record("pod_sandbox_id", request.pod_sandbox_id.as_str());
+        reply(
+            self.cri
+                .update_pod_sandbox_resources(
+                    &request.pod_sandbox_id,
+                    request.overhead.as_ref(),
+                    request.resources.as_ref(),
+                )
+                .await
+                .map(|()| UpdatePodSandboxResourcesResponse {}),
+        )
     }
 
     type GetContainerEventsStream = EventStream;

@@ -1,6 +1,6 @@
 //! Request checks that need no Docker round trip.
 
-use k8s_cri::v1::ImageSpec;
+use cri_dockerd_api::v1::ImageSpec;
 use tonic::Status;
 
 pub(crate) fn required<'a, T>(field: Option<&'a T>, name: &str) -> Result<&'a T, Status> {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::*;
+use cri_dockerd_api::v1::*;
 
 pub fn pod_config(name: &str, namespace: &str, uid: &str) -> PodSandboxConfig {
     PodSandboxConfig {
@@ -67,8 +67,8 @@ pub fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerC
 
 /// Sandbox helpers shared by the tests.
 pub mod pods {
-    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-    use k8s_cri::v1::*;
+    use cri_dockerd_api::v1::runtime_service_client::RuntimeServiceClient;
+    use cri_dockerd_api::v1::*;
     use tonic::transport::Channel;
 
     pub async fn run(
@@ -151,8 +151,8 @@ pub async fn docker_pid(docker: &bollard::Docker, id: &str) -> i64 {
 pub mod containers {
     use std::time::{Duration, Instant};
 
-    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-    use k8s_cri::v1::*;
+    use cri_dockerd_api::v1::runtime_service_client::RuntimeServiceClient;
+    use cri_dockerd_api::v1::*;
     use tonic::transport::Channel;
 
     pub async fn create(

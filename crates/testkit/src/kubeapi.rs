@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use cri_dockerd_api::v1::runtime_service_client::RuntimeServiceClient;
+use cri_dockerd_api::v1::{AttachRequest, ExecRequest, PortForwardRequest};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::{AttachRequest, ExecRequest, PortForwardRequest};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 

@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::{
+use cri_dockerd_api::v1::image_service_client::ImageServiceClient;
+use cri_dockerd_api::v1::runtime_service_client::RuntimeServiceClient;
+use cri_dockerd_api::v1::{
     PodSandboxFilter, RemovePodSandboxRequest, StopPodSandboxRequest, VersionRequest,
 };
+use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 
 pub struct ShimBuilder {
@@ -259,7 +259,7 @@ impl Shim {
 
     /// Runs a pod of this test named `name` (namespace `default`, logs
     /// under the shim's directory); its id and config.
-    pub async fn run_pod(&self, name: &str) -> (String, k8s_cri::v1::PodSandboxConfig) {
+    pub async fn run_pod(&self, name: &str) -> (String, cri_dockerd_api::v1::PodSandboxConfig) {
         let mut config = crate::cri::pod_config(name, "default", &self.pod_uid(name));
         config.log_directory = self
             .dir
@@ -278,7 +278,7 @@ impl Shim {
     pub async fn run_sleeper(
         &self,
         pod: &str,
-        config: &k8s_cri::v1::PodSandboxConfig,
+        config: &cri_dockerd_api::v1::PodSandboxConfig,
         name: &str,
     ) -> String {
         crate::cri::containers::run(
@@ -297,7 +297,7 @@ impl Shim {
         }
         let Ok(pods) = self
             .runtime
-            .list_pod_sandbox(k8s_cri::v1::ListPodSandboxRequest {
+            .list_pod_sandbox(cri_dockerd_api::v1::ListPodSandboxRequest {
                 filter: Some(PodSandboxFilter::default()),
             })
             .await
@@ -354,7 +354,7 @@ impl Drop for Shim {
                     let channel = channel_for(&socket).await.ok()?;
                     let mut client = RuntimeServiceClient::new(channel);
                     let pods = client
-                        .list_pod_sandbox(k8s_cri::v1::ListPodSandboxRequest::default())
+                        .list_pod_sandbox(cri_dockerd_api::v1::ListPodSandboxRequest::default())
                         .await
                         .ok()?
                         .into_inner()

@@ -2,8 +2,8 @@
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use cri_dockerd_api::v1::ExecSyncResponse;
 use futures::StreamExt;
-use k8s_cri::v1::ExecSyncResponse;
 use std::time::Duration;
 
 use crate::docker_cri::DockerCri;

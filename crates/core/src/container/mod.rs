@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum, ContainerUpdateBody};
+use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum};
 use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, StartContainerOptions, StopContainerOptions,
 };
-use k8s_cri::v1::{ContainerConfig, LinuxContainerResources, PodSandboxConfig};
+use cri_dockerd_api::v1::{ContainerConfig, LinuxContainerResources, PodSandboxConfig};
 use tracing::Instrument;
 
 use crate::docker_cri::DockerCri;
@@ -197,19 +197,7 @@ impl DockerCri {
     ) -> Result<()> {
         let inspect = self.inspect_container_checked(id).await?;
         let full_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
-        let mut host = bollard::models::HostConfig::default();
-        let clamp = |v: i64| self.oom.clamp(v);
-        translate::container::apply_resources(&mut host, resources, &clamp);
-        let body = ContainerUpdateBody {
-            memory: host.memory,
-            memory_swap: host.memory_swap,
-            cpu_shares: host.cpu_shares,
-            cpu_period: host.cpu_period,
-            cpu_quota: host.cpu_quota,
-            cpuset_cpus: host.cpuset_cpus,
-            cpuset_mems: host.cpuset_mems,
-            ..Default::default()
-        };
+        let body = translate::container::update_body(resources);
         self.docker
             .update_container(&full_id, body)
             .await

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
-use k8s_cri::v1::{
+use cri_dockerd_api::v1::{
     Container, ContainerFilter, ContainerResources, ContainerState, ContainerStatus,
     ContainerStatusResponse, ContainerUser, ImageSpec, LinuxContainerResources, LinuxContainerUser,
     Mount,
@@ -295,6 +295,10 @@ impl DockerCri {
             })
         });
         let status = ContainerStatus {
+            // Docker keeps the config's StopSignal, else the image's.
+            stop_signal: crate::translate::signals::cri_signal(
+                config.stop_signal.as_deref().unwrap_or_default(),
+            ) as i32,
             id: full_id.clone(),
             metadata: Some(metadata),
             state: state as i32,

@@ -9,11 +9,11 @@ use base64::Engine as _;
 use bollard::auth::DockerCredentials;
 use bollard::models::ImageInspect;
 use bollard::query_parameters::{CreateImageOptions, ListImagesOptions, RemoveImageOptions};
-use futures::StreamExt;
-use k8s_cri::v1::{
+use cri_dockerd_api::v1::{
     AuthConfig, FilesystemIdentifier, FilesystemUsage, Image, ImageFsInfoResponse, ImageSpec,
     ImageStatusResponse, Int64Value, UInt64Value,
 };
+use futures::StreamExt;
 
 use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result, is_docker_not_found};

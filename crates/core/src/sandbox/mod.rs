@@ -3,9 +3,11 @@
 
 mod network_state;
 mod reconcile;
+mod resources;
 mod status;
 
 pub(crate) use network_state::NetworkState;
+pub(crate) use resources::PodResources;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,8 +16,8 @@ use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptions, StopContainerOptions,
 };
+use cri_dockerd_api::v1::{PodSandboxConfig, PodSandboxMetadata};
 use cri_dockerd_cni::{PodRef, PortMapping as CniPortMapping};
-use k8s_cri::v1::{PodSandboxConfig, PodSandboxMetadata};
 use tracing::Instrument;
 
 use crate::checkpoint::PodSandboxCheckpoint;
@@ -353,7 +355,7 @@ impl DockerCri {
     fn rewrite_resolv_conf(
         &self,
         inspect: &ContainerInspectResponse,
-        dns: &k8s_cri::v1::DnsConfig,
+        dns: &cri_dockerd_api::v1::DnsConfig,
     ) -> Result<()> {
         let Some(content) =
             translate::sandbox::resolv_conf(&dns.servers, &dns.searches, &dns.options)
@@ -534,6 +536,7 @@ impl DockerCri {
             self.checkpoints.remove(&resolved)?;
             self.networks.forget(&resolved);
             self.store.forget(&resolved);
+            self.pod_resources.forget(&resolved);
             tracing::info!("sandbox removed");
             Ok(())
         }

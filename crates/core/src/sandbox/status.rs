@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::{
+use cri_dockerd_api::v1::{
     ContainerStatus, LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodIp,
     PodSandbox, PodSandboxFilter, PodSandboxMetadata, PodSandboxNetworkStatus, PodSandboxState,
     PodSandboxStatus, PodSandboxStatusResponse,
@@ -151,6 +151,16 @@ impl DockerCri {
                 "cniNetwork": self.cni.as_ref().and_then(|c| c.cached_network(&details.id)).map(|n| n.network_name),
                 "checkpoint": details.checkpoint.as_ref().map(|c| serde_json::json!({"name": c.name, "namespace": c.namespace, "data": c.data})),
                 "sandboxOnlyInCheckpoint": details.record.is_none(),
+                "podResources": self.pod_resources.get(&details.id).map(|(resources, overhead)| serde_json::json!({
+                    "cpuShares": resources.cpu_shares,
+                    "cpuQuota": resources.cpu_quota,
+                    "cpuPeriod": resources.cpu_period,
+                    "cpusetCpus": resources.cpuset_cpus,
+                    "cpusetMems": resources.cpuset_mems,
+                    "memoryLimitInBytes": resources.memory_limit_in_bytes,
+                    "overheadMemoryLimitInBytes": overhead.memory_limit_in_bytes,
+                    "overheadCpuShares": overhead.cpu_shares,
+                })),
             });
             info.insert("info".to_string(), detail.to_string());
         }

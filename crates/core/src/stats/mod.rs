@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::{
+use cri_dockerd_api::v1::{
     ContainerAttributes, ContainerStats, ContainerStatsFilter, CpuUsage, FilesystemIdentifier,
     FilesystemUsage, LinuxPodSandboxStats, MemoryUsage, NetworkInterfaceUsage, NetworkUsage,
     PodSandboxAttributes, PodSandboxStats, PodSandboxStatsFilter, ProcessUsage, UInt64Value,
@@ -176,6 +176,8 @@ impl DockerCri {
             timestamp,
             usage_core_nano_seconds: uint(cpu_ns),
             usage_nano_cores: nano_cores.and_then(uint),
+            // Pressure stall figures exist on cgroup v2 only.
+            psi: None,
         }
     }
 
@@ -195,6 +197,7 @@ impl DockerCri {
             rss_bytes: uint(m.rss),
             page_faults: uint(m.page_faults),
             major_page_faults: uint(m.major_page_faults),
+            psi: None,
         })
     }
 
@@ -247,6 +250,7 @@ impl DockerCri {
             memory: Self::memory_usage(timestamp, sample.memory),
             writable_layer: self.writable_layer(&facts, timestamp).await,
             swap: None,
+            io: None,
             attributes: Some(attributes),
         };
         Ok((stats, sample))
@@ -463,6 +467,7 @@ impl DockerCri {
                     process_count: uint(total.processes),
                 }),
                 containers: container_stats,
+                io: None,
             }),
             attributes: Some(attributes),
             windows: None,

@@ -419,7 +419,10 @@ impl crate::docker_cri::DockerCri {
         Ok(full_id)
     }
 
-    pub async fn exec_url(&self, req: &k8s_cri::v1::ExecRequest) -> crate::error::Result<String> {
+    pub async fn exec_url(
+        &self,
+        req: &cri_dockerd_api::v1::ExecRequest,
+    ) -> crate::error::Result<String> {
         use crate::error::Error;
         if req.cmd.is_empty() || req.cmd[0].is_empty() {
             return Err(Error::InvalidArgument("cmd must not be empty".into()));
@@ -438,7 +441,7 @@ impl crate::docker_cri::DockerCri {
 
     pub async fn attach_url(
         &self,
-        req: &k8s_cri::v1::AttachRequest,
+        req: &cri_dockerd_api::v1::AttachRequest,
     ) -> crate::error::Result<String> {
         check_stdio(req.stdin, req.stdout, req.stderr, req.tty)?;
         let container_id = self.running_container(&req.container_id).await?;
@@ -453,7 +456,7 @@ impl crate::docker_cri::DockerCri {
 
     pub async fn port_forward_url(
         &self,
-        req: &k8s_cri::v1::PortForwardRequest,
+        req: &cri_dockerd_api::v1::PortForwardRequest,
     ) -> crate::error::Result<String> {
         use crate::error::Error;
         let ports = req

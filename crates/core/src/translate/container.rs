@@ -8,7 +8,7 @@ use bollard::models::{
     MountBindOptions, MountBindOptionsPropagationEnum, MountType, RestartPolicy,
     RestartPolicyNameEnum,
 };
-use k8s_cri::v1::{
+use cri_dockerd_api::v1::{
     ContainerConfig, LinuxContainerResources, MountPropagation, NamespaceMode, PodSandboxConfig,
 };
 
@@ -47,7 +47,7 @@ pub fn log_path(config: &ContainerConfig, sandbox: &PodSandboxConfig) -> String 
         .to_string()
 }
 
-fn bind_string(m: &k8s_cri::v1::Mount) -> String {
+fn bind_string(m: &cri_dockerd_api::v1::Mount) -> String {
     let mut attrs = Vec::new();
     if m.readonly {
         attrs.push("ro");
@@ -152,6 +152,22 @@ pub fn apply_resources(
     host.cpuset_cpus = Some(r.cpuset_cpus.clone()).filter(|s| !s.is_empty());
     host.cpuset_mems = Some(r.cpuset_mems.clone()).filter(|s| !s.is_empty());
     host.oom_score_adj = Some(clamp_oom(r.oom_score_adj));
+}
+
+/// What `docker update` can change of the CRI's resources.
+pub fn update_body(r: &LinuxContainerResources) -> bollard::models::ContainerUpdateBody {
+    let mut host = HostConfig::default();
+    apply_resources(&mut host, r, &|v| v);
+    bollard::models::ContainerUpdateBody {
+        memory: host.memory,
+        memory_swap: host.memory_swap,
+        cpu_shares: host.cpu_shares,
+        cpu_period: host.cpu_period,
+        cpu_quota: host.cpu_quota,
+        cpuset_cpus: host.cpuset_cpus,
+        cpuset_mems: host.cpuset_mems,
+        ..Default::default()
+    }
 }
 
 /// Limits Docker cannot set, kept in a label until the cgroup exists.
@@ -371,6 +387,7 @@ pub fn create_body(
             ..Default::default()
         }),
         host_config: Some(host),
+        stop_signal: crate::translate::signals::docker_stop_signal(config.stop_signal()),
         ..Default::default()
     };
     Ok((name, body))
@@ -380,7 +397,7 @@ pub fn create_body(
 mod tests {
     use super::*;
     use crate::translate::fixtures::{ctr, pod_ports, reference_inspect};
-    use k8s_cri::v1::{
+    use cri_dockerd_api::v1::{
         Capability, Device, Int64Value, LinuxContainerConfig, LinuxContainerSecurityContext,
         NamespaceOption, SeLinuxOption, SecurityProfile,
     };
@@ -531,14 +548,15 @@ mod tests {
     #[test]
     fn mounts_with_readonly_relabel_and_propagation() {
         let mut c = ctr();
-        let mount = |host: &str, ro: bool, relabel: bool, p: MountPropagation| k8s_cri::v1::Mount {
-            container_path: format!("/c{host}"),
-            host_path: host.into(),
-            readonly: ro,
-            selinux_relabel: relabel,
-            propagation: p as i32,
-            ..Default::default()
-        };
+        let mount =
+            |host: &str, ro: bool, relabel: bool, p: MountPropagation| cri_dockerd_api::v1::Mount {
+                container_path: format!("/c{host}"),
+                host_path: host.into(),
+                readonly: ro,
+                selinux_relabel: relabel,
+                propagation: p as i32,
+                ..Default::default()
+            };
         c.mounts = vec![
             mount("/a", false, false, MountPropagation::PropagationPrivate),
             mount(
@@ -719,7 +737,7 @@ mod tests {
         c.metadata.as_mut().unwrap().name = "a_b".into();
         assert!(create_body(&c, &pod_ports(), "i", &options()).is_err());
         let mut c = ctr();
-        c.mounts = vec![k8s_cri::v1::Mount {
+        c.mounts = vec![cri_dockerd_api::v1::Mount {
             container_path: "/x".into(),
             ..Default::default()
         }];
@@ -731,7 +749,7 @@ mod tests {
         let mut c = ctr();
         c.linux = Some(LinuxContainerConfig {
             resources: Some(LinuxContainerResources {
-                hugepage_limits: vec![k8s_cri::v1::HugepageLimit {
+                hugepage_limits: vec![cri_dockerd_api::v1::HugepageLimit {
                     page_size: "2MB".into(),
                     limit: 4 << 20,
                 }],

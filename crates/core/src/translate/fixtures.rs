@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::*;
+use cri_dockerd_api::v1::*;
 
 fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs

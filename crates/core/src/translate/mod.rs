@@ -6,6 +6,7 @@ pub mod container;
 pub(crate) mod fixtures;
 pub mod sandbox;
 pub mod security;
+pub mod signals;
 
 use crate::facts::CgroupDriver;
 

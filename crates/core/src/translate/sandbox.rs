@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
-use k8s_cri::v1::{NamespaceMode, PodSandboxConfig, PortMapping, Protocol};
+use cri_dockerd_api::v1::{NamespaceMode, PodSandboxConfig, PortMapping, Protocol};
 
 use super::security::{self, Seccomp};
 use super::{NAMESPACE_MODE_HOST, cgroup_parent};
@@ -324,11 +324,11 @@ mod tests {
             .sysctls
             .insert("net.ipv4.ip_unprivileged_port_start".into(), "0".into());
         let sc = linux.security_context.get_or_insert_with(Default::default);
-        sc.run_as_user = Some(k8s_cri::v1::Int64Value { value: 1000 });
-        sc.run_as_group = Some(k8s_cri::v1::Int64Value { value: 3000 });
+        sc.run_as_user = Some(cri_dockerd_api::v1::Int64Value { value: 1000 });
+        sc.run_as_group = Some(cri_dockerd_api::v1::Int64Value { value: 3000 });
         sc.supplemental_groups = vec![4000];
         sc.readonly_rootfs = true;
-        sc.seccomp = Some(k8s_cri::v1::SecurityProfile {
+        sc.seccomp = Some(cri_dockerd_api::v1::SecurityProfile {
             profile_type: 1,
             localhost_ref: String::new(),
         });

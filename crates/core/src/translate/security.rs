@@ -1,7 +1,7 @@
 //! Security options shared by sandboxes and containers, written the way
 //! cri-dockerd writes them into `HostConfig.SecurityOpt`.
 
-use k8s_cri::v1::{SeLinuxOption, SecurityProfile, security_profile::ProfileType};
+use cri_dockerd_api::v1::{SeLinuxOption, SecurityProfile, security_profile::ProfileType};
 
 use crate::error::{Error, Result};
 
