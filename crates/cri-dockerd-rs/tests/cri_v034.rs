@@ -1,0 +1,121 @@
+//! What the CRI of Kubernetes 1.34 (cri-api v0.34) added, called with a
+//! client built from proto/: stop signals and UpdatePodSandboxResources.
+
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::InspectContainerOptions;
+use cri_dockerd_api::v1::*;
+use cri_dockerd_testkit::cri::{container_config, containers};
+use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
+use cri_dockerd_testkit::{Shim, test_env};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_signal_is_what_stop_container_sends() {
+    test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let (pod, config) = shim.run_pod("signals").await;
+    let script = "trap 'echo got-usr1; exit 7' USR1; echo ready; while true; do sleep 0.1; done";
+    let mut usr1 = container_config("usr1", BUSYBOX_IMAGE, &["sh", "-c", script]);
+    usr1.stop_signal = Signal::Sigusr1 as i32;
+    let id = containers::run(&shim.runtime, &pod, usr1, &config).await;
+    let plain = shim.run_sleeper(&pod, &config, "plain").await;
+
+    let status = containers::status(&shim.runtime, &id).await;
+    assert_eq!(status.stop_signal, Signal::Sigusr1 as i32);
+    // No stop signal in the config nor the image: Docker's SIGTERM.
+    assert_eq!(
+        containers::status(&shim.runtime, &plain).await.stop_signal,
+        Signal::Sigterm as i32
+    );
+
+    let log = status.log_path.clone();
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("ready")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the trap is set"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopping = Instant::now();
+    shim.runtime
+        .clone()
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 30,
+        })
+        .await
+        .unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "stopped by SIGUSR1, not killed after the 30s grace"
+    );
+    let status = containers::wait_exited(&shim.runtime, &id).await;
+    assert_eq!(status.exit_code, 7, "the USR1 trap's exit code");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("got-usr1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_resources_reach_the_sandbox_container() {
+    let env = test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let (pod, _) = shim.run_pod("resized").await;
+    let mut rt = shim.runtime.clone();
+    rt.update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
+        pod_sandbox_id: pod.clone(),
+        overhead: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        resources: Some(LinuxContainerResources {
+            cpu_shares: 512,
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            memory_limit_in_bytes: 256 << 20,
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    let host = env
+        .docker
+        .inspect_container(&pod, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .host_config
+        .unwrap();
+    assert_eq!(host.cpu_shares, Some(512));
+    assert_eq!(host.cpu_quota, Some(50_000));
+    assert_eq!(host.memory, Some(256 << 20));
+    let verbose = rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&verbose["info"]).unwrap();
+    assert_eq!(info["podResources"]["cpuShares"], 512);
+    assert_eq!(info["podResources"]["overheadMemoryLimitInBytes"], 16 << 20);
+
+    let missing = rt
+        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: "0123456789abcdef".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let empty = rt
+        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument);
+}
