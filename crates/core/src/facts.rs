@@ -16,6 +16,8 @@ pub struct DockerFacts {
     pub runtimes: BTreeSet<String>,
     pub default_runtime: String,
     pub api_version: (usize, usize),
+    /// `dockerd --experimental`: what Docker's checkpoints need (with CRIU).
+    pub experimental: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,7 @@ impl DockerFacts {
             runtimes: info.runtimes.unwrap_or_default().into_keys().collect(),
             default_runtime: info.default_runtime.unwrap_or_else(|| "runc".into()),
             api_version: (version.major_version, version.minor_version),
+            experimental: info.experimental_build.unwrap_or(false),
         })
     }
 

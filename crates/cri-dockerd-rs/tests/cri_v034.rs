@@ -119,3 +119,91 @@ async fn pod_resources_reach_the_sandbox_container() {
         .unwrap_err();
     assert_eq!(empty.code(), tonic::Code::InvalidArgument);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_volumes_checkpoints_and_oom_scores_answer_clearly() {
+    let env = test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let (pod, config) = shim.run_pod("newer").await;
+    let mut rt = shim.runtime.clone();
+
+    // An image volume, on a daemon older than API 1.48.
+    let mut with_image = container_config("imgvol", BUSYBOX_IMAGE, &["sleep", "3600"]);
+    with_image.mounts = vec![Mount {
+        container_path: "/data".into(),
+        image: Some(ImageSpec {
+            image: BUSYBOX_IMAGE.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let api = env.docker.client_version();
+    let created = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(with_image),
+            sandbox_config: Some(config.clone()),
+        })
+        .await;
+    if (api.major_version, api.minor_version) < (1, 48) {
+        let err = created.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            err.message().contains("Docker Engine 28 (API 1.48)"),
+            "{err}"
+        );
+    } else {
+        created.expect("an image volume on Docker API 1.48+");
+    }
+
+    let id = shim.run_sleeper(&pod, &config, "scored").await;
+    let err = rt
+        .checkpoint_container(CheckpointContainerRequest {
+            container_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(err.message().contains("CRIU"), "{err}");
+
+    // OOM scores Docker cannot update are written to the processes.
+    let pid = env
+        .docker
+        .inspect_container(&id, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .state
+        .unwrap()
+        .pid
+        .unwrap();
+    let score = || {
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let update = |oom_score_adj: i64| UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(LinuxContainerResources {
+            oom_score_adj,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    rt.update_container_resources(update(777)).await.unwrap();
+    assert_eq!(score(), 777);
+    // Lowering needs CAP_SYS_RESOURCE; without it the shim raises scores
+    // to its own, as at create.
+    let floor: i64 = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", shim.pid()))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let restricted = shim
+        .log_text()
+        .contains("OOM score adjustments are restricted");
+    rt.update_container_resources(update(-999)).await.unwrap();
+    assert_eq!(score(), if restricted { floor.max(-999) } else { -999 });
+}

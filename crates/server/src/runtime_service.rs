@@ -355,11 +355,19 @@ impl RuntimeService for CriService {
         reply(self.cri.status(request.into_inner().verbose).await)
     }
 
+    #[tracing::instrument(skip_all, fields(container_id))]
     async fn checkpoint_container(
         &self,
-        _request: Request<CheckpointContainerRequest>,
+        request: Request<CheckpointContainerRequest>,
     ) -> Reply<CheckpointContainerResponse> {
-        unimplemented("CheckpointContainer")
+        let request = request.into_inner();
+        validate::container_id(&request.container_id)?;
+        reply(
+            self.cri
+                .checkpoint_container(&request.container_id)
+                .await
+                .map(|()| CheckpointContainerResponse {}),
+        )
     }
 
     #[tracing::instrument(skip_all, fields(pod_sandbox_id))]

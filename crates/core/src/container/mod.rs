@@ -105,7 +105,7 @@ impl DockerCri {
             clamp_oom_score_adj: &clamp,
             runtime: runtime.as_deref(),
             read_file: &read_file,
-            supports_recursive_read_only: self.facts.supports_recursive_read_only(),
+            docker_api: self.facts.api_version,
             grantable_capabilities: grantable.as_deref(),
         };
         let (name, body) =
@@ -202,7 +202,10 @@ impl DockerCri {
             .update_container(&full_id, body)
             .await
             .map_err(Error::docker(format!("updating container {full_id}")))?;
-        self.store.fetch(&full_id).await?;
+        let record = self.store.fetch(&full_id).await?;
+        if let Some(pid) = record.as_ref().and_then(|r| r.running_pid()) {
+            self.apply_oom_score_adj(&full_id, pid, resources.oom_score_adj);
+        }
         if let Some(extra) = translate::container::ExtraResources::of(resources) {
             self.apply_extra_resources(
                 &full_id,
@@ -211,6 +214,43 @@ impl DockerCri {
             .await;
         }
         Ok(())
+    }
+
+    /// CheckpointContainer (the kubelet's forensic checkpoints). Docker's own
+    /// checkpoints need CRIU and an experimental daemon, and are not the
+    /// archive the CRI asks for: the call answers Unimplemented, saying why.
+    pub async fn checkpoint_container(&self, id: &str) -> Result<()> {
+        let record = self.container_record(id, Freshness::Stored).await?;
+        let why = if self.facts.experimental {
+            "this daemon is experimental, but cri-dockerd-rs does not turn Docker's checkpoints into the CRI's checkpoint archive"
+        } else {
+            "Docker checkpoints need CRIU and an experimental daemon (dockerd --experimental), and this daemon is not experimental"
+        };
+        Err(Error::Unimplemented(format!(
+            "CheckpointContainer of {}: {why}",
+            record.id
+        )))
+    }
+
+    /// Docker cannot update a container's OOM score: it is written to each
+    /// of its processes, raised to what this process may set (as at create).
+    fn apply_oom_score_adj(&self, id: &str, pid: i64, requested: i64) {
+        let score = self.oom.clamp(requested);
+        let processes = crate::stats::cgroups::ContainerCgroup::of_process(
+            pid,
+            self.stats.mounts(),
+            self.facts.cgroup_v2,
+        )
+        .and_then(|cgroup| cgroup.processes())
+        .unwrap_or_else(|_| vec![pid]);
+        for process in processes {
+            if let Err(e) =
+                std::fs::write(format!("/proc/{process}/oom_score_adj"), score.to_string())
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(container_id = id, pid = process, score, error = %e, "could not set the OOM score");
+            }
+        }
     }
 
     /// Hugepage and cgroup v2 unified limits, written to the running

@@ -153,6 +153,21 @@ impl ContainerCgroup {
         }
     }
 
+    /// The processes in the container's cgroup.
+    pub fn processes(&self) -> std::io::Result<Vec<i64>> {
+        let path = match self {
+            ContainerCgroup::V1(_) => self
+                .v1("pids", "cgroup.procs")
+                .or_else(|| self.v1("memory", "cgroup.procs")),
+            ContainerCgroup::V2(_) => self.v2("cgroup.procs"),
+        }
+        .ok_or_else(|| std::io::Error::other("no cgroup with a process list"))?;
+        Ok(std::fs::read_to_string(path)?
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect())
+    }
+
     /// Hugepage limits (`2MB`, `1GB` page sizes, as the kubelet sends them).
     pub fn set_hugepage_limit(&self, page_size: &str, limit: u64) -> std::io::Result<()> {
         let path = match self {

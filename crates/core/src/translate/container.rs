@@ -31,7 +31,9 @@ pub struct ContainerOptions<'a> {
     /// The sandbox's Docker runtime.
     pub runtime: Option<&'a str>,
     pub read_file: &'a (dyn Fn(&str) -> std::io::Result<Vec<u8>> + Sync),
-    pub supports_recursive_read_only: bool,
+    /// The daemon's API version: recursive read-only mounts need 1.44,
+    /// image volumes 1.48.
+    pub docker_api: (usize, usize),
     /// Capabilities this machine can grant, when it cannot grant all.
     pub grantable_capabilities: Option<&'a [&'static str]>,
 }
@@ -68,22 +70,50 @@ fn bind_string(m: &cri_dockerd_api::v1::Mount) -> String {
     }
 }
 
+/// Docker API versions that brought what some mounts need.
+const RECURSIVE_READ_ONLY_API: (usize, usize) = (1, 44);
+const IMAGE_MOUNT_API: (usize, usize) = (1, 48);
+
 /// Binds in cri-dockerd's `host:container[:ro,Z,rshared]` form; recursive
-/// read-only needs the Mounts API (Docker API 1.44+).
-pub fn mounts(config: &ContainerConfig, supports_rro: bool) -> Result<(Vec<String>, Vec<Mount>)> {
+/// read-only binds and image volumes need the Mounts API (Docker API 1.44
+/// and 1.48).
+pub fn mounts(
+    config: &ContainerConfig,
+    docker_api: (usize, usize),
+) -> Result<(Vec<String>, Vec<Mount>)> {
+    let supports_rro = docker_api >= RECURSIVE_READ_ONLY_API;
     let mut binds = Vec::new();
     let mut api_mounts = Vec::new();
     for m in &config.mounts {
-        if m.host_path.is_empty() || m.container_path.is_empty() {
+        if m.container_path.is_empty() {
+            return Err(Error::InvalidArgument(
+                "mounts need a container_path".into(),
+            ));
+        }
+        if let Some(image) = m.image.as_ref().filter(|i| !i.image.is_empty()) {
+            if docker_api < IMAGE_MOUNT_API {
+                return Err(Error::FailedPrecondition(format!(
+                    "image volume {} needs Docker Engine 28 (API 1.48) or later; this daemon speaks API {}.{}",
+                    m.container_path, docker_api.0, docker_api.1
+                )));
+            }
+            api_mounts.push(Mount {
+                target: Some(m.container_path.clone()),
+                source: Some(image.image.clone()),
+                typ: Some(MountType::IMAGE),
+                // Image volumes are read-only (KEP-4639).
+                read_only: Some(true),
+                image_options: Some(bollard::models::MountImageOptions {
+                    subpath: Some(m.image_sub_path.clone()).filter(|p| !p.is_empty()),
+                }),
+                ..Default::default()
+            });
+            continue;
+        }
+        if m.host_path.is_empty() {
             return Err(Error::InvalidArgument(
                 "mounts need a host_path and a container_path".into(),
             ));
-        }
-        if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
-            return Err(Error::InvalidArgument(format!(
-                "image volume mounts ({}) are not supported by Docker",
-                m.container_path
-            )));
         }
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
             return Err(Error::InvalidArgument(
@@ -245,7 +275,7 @@ pub fn create_body(
     docker_labels.insert(labels::CONTAINER_LOG_PATH.into(), log_path(config, sandbox));
     docker_labels.insert(labels::SANDBOX_ID.into(), options.sandbox_id.into());
 
-    let (binds, api_mounts) = mounts(config, options.supports_recursive_read_only)?;
+    let (binds, api_mounts) = mounts(config, options.docker_api)?;
     let mut host = HostConfig {
         binds: Some(binds),
         mounts: (!api_mounts.is_empty()).then_some(api_mounts),
@@ -411,7 +441,7 @@ mod tests {
             clamp_oom_score_adj: &|v| v,
             runtime: None,
             read_file: &|_| Err(std::io::ErrorKind::NotFound.into()),
-            supports_recursive_read_only: false,
+            docker_api: (1, 41),
             grantable_capabilities: None,
         }
     }
@@ -546,6 +576,36 @@ mod tests {
     }
 
     #[test]
+    fn image_volumes_need_docker_api_1_48() {
+        let mut config = ctr();
+        config.mounts = vec![cri_dockerd_api::v1::Mount {
+            container_path: "/data".into(),
+            image: Some(cri_dockerd_api::v1::ImageSpec {
+                image: "registry.example/data:v1".into(),
+                ..Default::default()
+            }),
+            image_sub_path: "share/data".into(),
+            ..Default::default()
+        }];
+        let (binds, api) = mounts(&config, (1, 48)).unwrap();
+        assert!(binds.is_empty());
+        assert_eq!(api.len(), 1);
+        assert_eq!(api[0].typ, Some(MountType::IMAGE));
+        assert_eq!(api[0].source.as_deref(), Some("registry.example/data:v1"));
+        assert_eq!(api[0].target.as_deref(), Some("/data"));
+        assert_eq!(api[0].read_only, Some(true));
+        assert_eq!(
+            api[0].image_options.as_ref().unwrap().subpath.as_deref(),
+            Some("share/data")
+        );
+        let err = mounts(&config, (1, 41)).unwrap_err().to_string();
+        assert!(
+            err.contains("Docker Engine 28 (API 1.48)") && err.contains("API 1.41"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn mounts_with_readonly_relabel_and_propagation() {
         let mut c = ctr();
         let mount =
@@ -584,7 +644,7 @@ mod tests {
             Err(Error::InvalidArgument(_))
         ));
         let mut opts = options();
-        opts.supports_recursive_read_only = true;
+        opts.docker_api = (1, 44);
         let host = create_body(&c, &pod_ports(), "i", &opts)
             .unwrap()
             .1
