@@ -170,7 +170,7 @@ async fn update_runtime_config_records_the_pod_cidr() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unimplemented_calls_say_which() {
+async fn checkpoint_container_checks_its_input_first() {
     test_env().await;
     let mut shim = Shim::builder(BIN).start().await;
     let err = shim
@@ -178,12 +178,16 @@ async fn unimplemented_calls_say_which() {
         .checkpoint_container(CheckpointContainerRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(
-        err.message().contains("CheckpointContainer"),
-        "{}",
-        err.message()
-    );
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{}", err.message());
+    let err = shim
+        .runtime
+        .checkpoint_container(CheckpointContainerRequest {
+            container_id: "0123456789abcdef".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{}", err.message());
 }
 
 #[tokio::test(flavor = "multi_thread")]
