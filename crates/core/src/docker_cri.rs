@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::facts::DockerFacts;
 use crate::locks::KeyedLocks;
 use crate::oom::OomPolicy;
-use crate::stats::fs_usage::UsageCache;
+use crate::stats::fs_usage::UsageMonitor;
 use cri_dockerd_cni::CniManager;
 
 /// The call families live with their concerns (`sandbox/`, `container/`,
@@ -50,8 +50,9 @@ pub struct DockerCri {
     pub(crate) oom_kills: crate::container::oom_kills::OomKills,
     /// stats/: what stats keep between calls.
     pub(crate) stats: crate::stats::StatsState,
-    /// image/: the image filesystem's usage, kept up to date in the background.
-    pub(crate) image_fs: UsageCache,
+    /// image/ and stats/: the data root's and the writable layers' usage,
+    /// measured in the background.
+    pub(crate) disk_usage: UsageMonitor,
     /// runtime_status: the pod CIDR from UpdateRuntimeConfig.
     pub(crate) pod_cidr: Mutex<Option<String>>,
     /// runtime_status: Docker's version, cached.
@@ -93,11 +94,11 @@ impl DockerCri {
         };
         tracing::info!(hairpin_mode = %settings.cni.hairpin_mode, "hairpin mode");
         let oom = OomPolicy::detect(settings.restrict_oom_score_adj);
-        let image_fs = UsageCache::new(facts.root_dir.clone());
         let pod_cidr = Mutex::new(settings.pod_cidr.clone());
         let docker_for_logs = docker.clone();
         let store = crate::store::NodeStore::new(docker.clone());
         store.start().await?;
+        let disk_usage = UsageMonitor::start(facts.root_dir.clone(), &store);
         Ok(Arc::new(Self {
             docker,
             settings,
@@ -106,7 +107,7 @@ impl DockerCri {
             cni,
             oom,
             locks: KeyedLocks::default(),
-            image_fs,
+            disk_usage,
             pod_cidr,
             version_cache: Mutex::new(None),
             networks: Default::default(),

@@ -628,7 +628,32 @@ async fn stats_and_resource_updates() {
     );
     let memory = stats.memory.unwrap();
     assert!(memory.usage_bytes.unwrap().value > 0 && memory.working_set_bytes.unwrap().value > 0);
-    assert!(stats.writable_layer.unwrap().inodes_used.unwrap().value > 0);
+    // Writable layers are measured in the background, at once after a
+    // start and then every few seconds.
+    let started = std::time::Instant::now();
+    loop {
+        let layer = shim
+            .runtime
+            .clone()
+            .container_stats(ContainerStatsRequest {
+                container_id: busy.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap()
+            .writable_layer;
+        if let Some(layer) = layer {
+            assert!(layer.inodes_used.unwrap().value > 0);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no writable layer figure"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(stats.attributes.unwrap().metadata.unwrap().name, "busy");
 
     let listed = shim

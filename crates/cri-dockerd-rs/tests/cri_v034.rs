@@ -207,3 +207,78 @@ async fn image_volumes_checkpoints_and_oom_scores_answer_clearly() {
     rt.update_container_resources(update(-999)).await.unwrap();
     assert_eq!(score(), if restricted { floor.max(-999) } else { -999 });
 }
+
+/// ImageFsInfo never walks the disk in the call: with a writable layer of
+/// 60,000 files it answers in well under 50 ms, and its container
+/// filesystem (what the kubelet's KubeletSeparateDiskGC reads) shows them
+/// once the background walk has seen them.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_fs_info_is_fast_and_counts_container_layers() {
+    let env = test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let (pod, config) = shim.run_pod("manyfiles").await;
+    let script = "mkdir /many && cd /many && seq 60000 | xargs touch && echo filled; sleep 3600";
+    let id = containers::run(
+        &shim.runtime,
+        &pod,
+        container_config("filler", BUSYBOX_IMAGE, &["sh", "-c", script]),
+        &config,
+    )
+    .await;
+    let log = containers::status(&shim.runtime, &id).await.log_path;
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("filled")
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "60,000 files");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut images = shim.images.clone();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let containers = loop {
+        let asked = Instant::now();
+        let info = images
+            .image_fs_info(ImageFsInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        slowest = slowest.max(asked.elapsed());
+        assert_eq!(info.image_filesystems.len(), 1);
+        assert_eq!(info.container_filesystems.len(), 1);
+        let containers = info.container_filesystems[0].clone();
+        if containers.inodes_used.unwrap().value >= 60_000 {
+            break containers;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the background walk never saw the files: {containers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        slowest < Duration::from_millis(50),
+        "slowest call {slowest:?}"
+    );
+    let root = env.docker.info().await.unwrap().docker_root_dir.unwrap();
+    assert_eq!(
+        containers.fs_id.unwrap().mountpoint,
+        root,
+        "Docker's data root holds the writable layers"
+    );
+    let layer = shim
+        .runtime
+        .clone()
+        .container_stats(ContainerStatsRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap()
+        .writable_layer
+        .unwrap();
+    assert!(layer.inodes_used.unwrap().value >= 60_000);
+}

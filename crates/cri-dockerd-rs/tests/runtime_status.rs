@@ -178,7 +178,12 @@ async fn checkpoint_container_checks_its_input_first() {
         .checkpoint_container(CheckpointContainerRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{}", err.message());
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        err.message()
+    );
     let err = shim
         .runtime
         .checkpoint_container(CheckpointContainerRequest {

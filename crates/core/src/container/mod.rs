@@ -131,6 +131,7 @@ impl DockerCri {
                 Err(e) => return Err(Error::docker(format!("starting container {full_id}"))(e)),
             }
             self.store.fetch(&full_id).await?;
+            self.disk_usage.nudge();
             if let Some(path) = label(&inspect, labels::CONTAINER_LOG_PATH) {
                 self.logs.follow(&full_id, PathBuf::from(path));
             }

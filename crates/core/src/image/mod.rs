@@ -3,7 +3,7 @@
 pub mod reference;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bollard::auth::DockerCredentials;
@@ -304,27 +304,26 @@ impl DockerCri {
         }
     }
 
+    /// Docker keeps images and writable layers on one filesystem, its data
+    /// root: both lists name it, the images with what is not a running
+    /// container's writable layer. Figures come from the background walk
+    /// (a minute old at most); no call walks the disk.
     pub async fn image_fs_info(&self) -> Result<ImageFsInfoResponse> {
-        let usage = self.image_fs.get().await.map_err(Error::io(format!(
-            "measuring Docker's data root {}",
-            self.image_fs.root().display()
+        let usage = self.disk_usage.data_root().map_err(Error::io(format!(
+            "reading the usage of Docker's data root {}",
+            self.disk_usage.root().display()
         )))?;
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or_default();
+        let filesystem = |used: crate::stats::fs_usage::Usage| FilesystemUsage {
+            timestamp: usage.at_ns,
+            fs_id: Some(FilesystemIdentifier {
+                mountpoint: self.disk_usage.root().display().to_string(),
+            }),
+            used_bytes: Some(UInt64Value { value: used.bytes }),
+            inodes_used: Some(UInt64Value { value: used.inodes }),
+        };
         Ok(ImageFsInfoResponse {
-            image_filesystems: vec![FilesystemUsage {
-                timestamp,
-                fs_id: Some(FilesystemIdentifier {
-                    mountpoint: self.image_fs.root().display().to_string(),
-                }),
-                used_bytes: Some(UInt64Value { value: usage.bytes }),
-                inodes_used: Some(UInt64Value {
-                    value: usage.inodes,
-                }),
-            }],
-            container_filesystems: Vec::new(),
+            image_filesystems: vec![filesystem(usage.images)],
+            container_filesystems: vec![filesystem(usage.containers)],
         })
     }
 

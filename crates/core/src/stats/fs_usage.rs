@@ -1,13 +1,19 @@
-//! Disk usage of Docker's data root for ImageFsInfo. Walking it is slow on a
-//! busy node, so results are cached and refreshed in the background.
+//! Disk usage of Docker's data root, for ImageFsInfo and the containers'
+//! writable layers. Walking a busy data root (or one writable layer with
+//! tens of thousands of files) takes far longer than a kubelet call may, so
+//! a background task measures once a minute, as containerd does for its
+//! snapshots, and calls answer from the last figures. Before the first walk
+//! has finished, ImageFsInfo answers with the filesystem's own counters.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use crate::store::{Kind, NodeStore, Phase};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub bytes: u64,
     pub inodes: u64,
@@ -46,70 +52,181 @@ pub fn measure(root: &Path) -> std::io::Result<Usage> {
     Ok(usage)
 }
 
-const TTL: Duration = Duration::from_secs(60);
+/// Used bytes and inodes of the filesystem holding `path`, from statfs.
+pub fn filesystem_used(path: &Path) -> std::io::Result<Usage> {
+    let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    let fragment = stat.fragment_size() as u64;
+    Ok(Usage {
+        bytes: (stat.blocks() as u64).saturating_sub(stat.blocks_free() as u64) * fragment,
+        inodes: (stat.files() as u64).saturating_sub(stat.files_free() as u64),
+    })
+}
 
-pub struct UsageCache {
-    root: PathBuf,
-    state: Arc<Mutex<State>>,
+/// How often the data root is walked.
+const DATA_ROOT_REFRESH: Duration = Duration::from_secs(60);
+/// How often the running containers' writable layers are: more often, as
+/// the kubelet's evictions watch them.
+const LAYER_REFRESH: Duration = Duration::from_secs(10);
+/// The first data root walk waits this long: a starting node has other work.
+const FIRST_WALK_DELAY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRootUsage {
+    /// Image layers and everything else Docker keeps, writable layers
+    /// excepted.
+    pub images: Usage,
+    /// The running containers' writable layers together.
+    pub containers: Usage,
+    /// When measured (Unix nanoseconds).
+    pub at_ns: i64,
+    /// From statfs, before any walk: the whole filesystem's use.
+    pub estimated: bool,
 }
 
 #[derive(Default)]
-struct State {
-    last: Option<(Instant, Usage)>,
-    refreshing: bool,
+struct Figures {
+    /// The whole data root at the last walk, and when.
+    data_root: Option<(Usage, i64)>,
+    writable_layers: HashMap<String, Usage>,
 }
 
-impl UsageCache {
-    pub fn new(root: PathBuf) -> Self {
+/// The last figures, and the task that refreshes them.
+pub struct UsageMonitor {
+    root: PathBuf,
+    figures: Arc<Mutex<Figures>>,
+    nudge: Arc<tokio::sync::Notify>,
+}
+
+impl UsageMonitor {
+    /// Starts the background walks; they stop when the store goes.
+    pub fn start(root: PathBuf, store: &Arc<NodeStore>) -> Self {
+        let figures: Arc<Mutex<Figures>> = Arc::default();
+        let nudge: Arc<tokio::sync::Notify> = Arc::default();
+        tokio::spawn(refresh_forever(
+            root.clone(),
+            Arc::downgrade(store),
+            figures.clone(),
+            nudge.clone(),
+        ));
         Self {
             root,
-            state: Arc::default(),
+            figures,
+            nudge,
         }
+    }
+
+    /// A container started: its writable layer is measured now, not at the
+    /// next round.
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The first call measures; later ones answer from the cache and start
-    /// a background refresh once it is older than a minute.
-    pub async fn get(&self) -> std::io::Result<Usage> {
-        let stale = {
-            let mut state = self.state.lock().expect("usage cache");
-            match state.last {
-                Some((at, usage)) => {
-                    if at.elapsed() > TTL && !state.refreshing {
-                        state.refreshing = true;
-                        Some(usage)
-                    } else {
-                        return Ok(usage);
-                    }
+    /// The data root's usage as last measured, or the filesystem's own
+    /// counters when no walk has finished yet.
+    pub fn data_root(&self) -> std::io::Result<DataRootUsage> {
+        let figures = self.figures.lock().expect("usage");
+        let containers = figures
+            .writable_layers
+            .values()
+            .fold(Usage::default(), |sum, u| Usage {
+                bytes: sum.bytes + u.bytes,
+                inodes: sum.inodes + u.inodes,
+            });
+        if let Some((total, at_ns)) = figures.data_root {
+            return Ok(DataRootUsage {
+                images: Usage {
+                    bytes: total.bytes.saturating_sub(containers.bytes),
+                    inodes: total.inodes.saturating_sub(containers.inodes),
+                },
+                containers,
+                at_ns,
+                estimated: false,
+            });
+        }
+        drop(figures);
+        Ok(DataRootUsage {
+            images: filesystem_used(&self.root)?,
+            containers: Usage::default(),
+            at_ns: crate::time::system_now_ns(),
+            estimated: true,
+        })
+    }
+
+    /// A running container's writable layer as last measured.
+    pub fn writable_layer(&self, container_id: &str) -> Option<Usage> {
+        self.figures
+            .lock()
+            .expect("usage")
+            .writable_layers
+            .get(container_id)
+            .copied()
+    }
+}
+
+/// The writable layers (UpperDir) of the running containers.
+fn writable_layers(store: &NodeStore) -> Vec<(String, PathBuf)> {
+    store
+        .all(Kind::Container)
+        .into_iter()
+        .filter(|r| r.phase == Phase::Running)
+        .filter_map(|r| {
+            let upper = r
+                .inspect
+                .graph_driver
+                .as_ref()?
+                .data
+                .get("UpperDir")?
+                .clone();
+            Some((r.id.clone(), PathBuf::from(upper)))
+        })
+        .collect()
+}
+
+async fn refresh_forever(
+    root: PathBuf,
+    store: Weak<NodeStore>,
+    figures: Arc<Mutex<Figures>>,
+    nudge: Arc<tokio::sync::Notify>,
+) {
+    let mut data_root_due = tokio::time::Instant::now() + FIRST_WALK_DELAY;
+    loop {
+        let Some(live) = store.upgrade() else { return };
+        let layers = writable_layers(&live);
+        drop(live);
+        let walk_root = tokio::time::Instant::now() >= data_root_due;
+        let root = root.clone();
+        let walked = tokio::task::spawn_blocking(move || {
+            let total = if walk_root {
+                Some(measure(&root)?)
+            } else {
+                None
+            };
+            let layers: HashMap<String, Usage> = layers
+                .into_iter()
+                .filter_map(|(id, dir)| Some((id, measure(&dir).ok()?)))
+                .collect();
+            Ok::<_, std::io::Error>((total, layers))
+        })
+        .await;
+        match walked {
+            Ok(Ok((total, layers))) => {
+                let mut figures = figures.lock().expect("usage");
+                if let Some(total) = total {
+                    figures.data_root = Some((total, crate::time::system_now_ns()));
+                    data_root_due = tokio::time::Instant::now() + DATA_ROOT_REFRESH;
                 }
-                None => None,
+                figures.writable_layers = layers;
             }
-        };
-        let root = self.root.clone();
-        let state = self.state.clone();
-        let refresh = async move {
-            let measured = tokio::task::spawn_blocking(move || measure(&root))
-                .await
-                .map_err(std::io::Error::other)?;
-            let mut state = state.lock().expect("usage cache");
-            state.refreshing = false;
-            let usage = measured?;
-            state.last = Some((Instant::now(), usage));
-            Ok(usage)
-        };
-        match stale {
-            Some(usage) => {
-                tokio::spawn(async move {
-                    if let Err(e) = refresh.await {
-                        tracing::warn!(error = %e, "measuring Docker's data root failed");
-                    }
-                });
-                Ok(usage)
-            }
-            None => refresh.await,
+            Ok(Err(e)) => tracing::warn!(error = %e, "measuring Docker's data root failed"),
+            Err(e) => tracing::warn!(error = %e, "the data root walk did not finish"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LAYER_REFRESH) => {}
+            () = nudge.notified() => {}
         }
     }
 }
@@ -131,5 +248,11 @@ mod tests {
             "root, a, sub, sub/b; the hard link is a's inode"
         );
         assert!(usage.bytes >= 64 * 1024, "{usage:?}");
+    }
+
+    #[test]
+    fn statfs_gives_the_filesystems_use() {
+        let usage = filesystem_used(Path::new("/")).unwrap();
+        assert!(usage.bytes > 0 && usage.inodes > 0, "{usage:?}");
     }
 }

@@ -5,9 +5,7 @@ pub(crate) mod cgroups;
 pub(crate) mod fs_usage;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use cri_dockerd_api::v1::{
     ContainerAttributes, ContainerStats, ContainerStatsFilter, CpuUsage, FilesystemIdentifier,
@@ -23,7 +21,6 @@ use crate::stats::cgroups::{CgroupMounts, ContainerCgroup};
 use crate::store::running_pid;
 use crate::store::{Kind, Phase, id_matches};
 
-const WRITABLE_LAYER_TTL: Duration = Duration::from_secs(10);
 const POD_INTERFACE: &str = "eth0";
 
 /// What stats need of a running container, cached so a stats call costs
@@ -31,8 +28,6 @@ const POD_INTERFACE: &str = "eth0";
 struct ContainerFacts {
     pid: i64,
     cgroup: ContainerCgroup,
-    upper_dir: Option<PathBuf>,
-    writable: Mutex<Option<(Instant, fs_usage::Usage)>>,
 }
 
 fn uint(value: u64) -> Option<UInt64Value> {
@@ -143,17 +138,7 @@ impl DockerCri {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(Error::io(format!("reading the cgroups of {id}"))(e)),
             };
-        let upper_dir = inspect
-            .graph_driver
-            .as_ref()
-            .and_then(|g| g.data.get("UpperDir").cloned())
-            .map(PathBuf::from);
-        let facts = Arc::new(ContainerFacts {
-            pid,
-            cgroup,
-            upper_dir,
-            writable: Mutex::new(None),
-        });
+        let facts = Arc::new(ContainerFacts { pid, cgroup });
         self.stats.remember_facts(id, facts.clone());
         Ok(Some(facts))
     }
@@ -201,25 +186,9 @@ impl DockerCri {
         })
     }
 
-    async fn writable_layer(
-        &self,
-        facts: &ContainerFacts,
-        timestamp: i64,
-    ) -> Option<FilesystemUsage> {
-        let upper = facts.upper_dir.clone()?;
-        let cached = *facts.writable.lock().expect("writable layer");
-        let usage = match cached {
-            Some((at, usage)) if at.elapsed() < WRITABLE_LAYER_TTL => usage,
-            _ => {
-                let dir = upper.clone();
-                let usage = tokio::task::spawn_blocking(move || fs_usage::measure(&dir))
-                    .await
-                    .ok()?
-                    .ok()?;
-                *facts.writable.lock().expect("writable layer") = Some((Instant::now(), usage));
-                usage
-            }
-        };
+    /// The writable layer as the background walk last measured it.
+    async fn writable_layer(&self, id: &str, timestamp: i64) -> Option<FilesystemUsage> {
+        let usage = self.disk_usage.writable_layer(id)?;
         Some(FilesystemUsage {
             timestamp,
             fs_id: Some(FilesystemIdentifier {
@@ -248,7 +217,7 @@ impl DockerCri {
         let stats = ContainerStats {
             cpu: Some(self.cpu_usage(&attributes.id, timestamp, sample.cpu_ns)),
             memory: Self::memory_usage(timestamp, sample.memory),
-            writable_layer: self.writable_layer(&facts, timestamp).await,
+            writable_layer: self.writable_layer(&attributes.id, timestamp).await,
             swap: None,
             io: None,
             attributes: Some(attributes),
