@@ -103,14 +103,15 @@ if [ ! -x "$state/bin/kubectl" ]; then
 fi
 "$state/bin/kubectl" version --client >/dev/null || die "kubectl did not unpack"
 
-# Python's grpcio, on its defaults, must be able to call the CRI socket.
-if ! python3 -c 'import grpc' >/dev/null 2>&1; then
-  log "installing grpcio (PyPI)"
+# Python's grpcio, on its defaults, must be able to call the CRI socket;
+# grpcio-tools compiles proto/ into the stubs of a cri-api v0.34 client.
+if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+  log "installing grpcio and grpcio-tools (PyPI)"
   python3 -m pip --version >/dev/null 2>&1 ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
-  pip_install=(python3 -m pip install --quiet --disable-pip-version-check grpcio --root-user-action=ignore)
+  pip_install=(python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-tools --root-user-action=ignore)
   "${pip_install[@]}" 2>/dev/null || "${pip_install[@]}" --break-system-packages
-  python3 -c 'import grpc' || die "grpcio did not install"
+  python3 -c 'import grpc, grpc_tools' || die "grpcio did not install"
 fi
 
 # --- dockerd --------------------------------------------------------------

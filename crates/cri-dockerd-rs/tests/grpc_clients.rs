@@ -128,3 +128,132 @@ async fn python_grpcio_on_its_defaults_lists_pods() {
             .is_empty()
     );
 }
+
+/// Issue 13's client: Python grpcio with stubs compiled from proto/ (as a
+/// cri-api v0.34 client has them) resizes a pod, stops a container through
+/// its SIGUSR1 stop signal, times ImageFsInfo over a 60,000-file writable
+/// layer and lists the pod's metrics (tests/grpc/cri_v034_scenario.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn python_stubs_from_proto_use_the_cri_of_kubernetes_1_34() {
+    test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let work = tempfile::tempdir().unwrap();
+    let script = cri_dockerd_testkit::repo_root().join("tests/grpc/cri_v034_scenario.py");
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(240),
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(format!("unix://{}", shim.socket.display()))
+            .arg(cri_dockerd_testkit::env::BUSYBOX_IMAGE)
+            .arg(work.path())
+            .output(),
+    )
+    .await
+    .expect("the scenario finishes within 4 minutes")
+    .expect("python3 (scripts/test-env.sh installs grpcio-tools)");
+    assert!(
+        output.status.success(),
+        "cri_v034_scenario.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_eq!(seen["runtime_api_version"], "v1");
+    assert_eq!(seen["update_pod_sandbox_resources"], "OK");
+    assert_eq!(seen["stop_signal"], "SIGUSR1");
+    assert_eq!(seen["exit_code"], 7, "the USR1 trap's exit code");
+    assert_eq!(seen["trap_ran"], true);
+    assert!(
+        seen["stop_seconds"].as_f64().unwrap() < 10.0,
+        "stopped by the signal, not killed after the 30 s grace: {seen}"
+    );
+
+    let timings: Vec<f64> = seen["image_fs_info_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    assert!(
+        timings.iter().all(|ms| *ms < 50.0),
+        "ImageFsInfo under 50 ms with 60,000 files in a layer: {timings:?}"
+    );
+    assert_eq!(seen["image_filesystems"], 1);
+    assert_eq!(seen["container_filesystems"], 1);
+    assert!(
+        seen["container_fs_inodes"].as_u64().unwrap() >= 60_000,
+        "{seen}"
+    );
+
+    let descriptors = seen["descriptors"].as_object().unwrap();
+    for name in [
+        "container_cpu_usage_seconds_total",
+        "container_memory_working_set_bytes",
+        "container_memory_usage_bytes",
+        "container_memory_rss",
+        "container_spec_memory_limit_bytes",
+        "container_fs_usage_bytes",
+        "container_network_receive_bytes_total",
+        "container_network_transmit_bytes_total",
+        "container_processes",
+        "container_oom_events_total",
+    ] {
+        assert!(descriptors.contains_key(name), "descriptor {name}");
+    }
+    assert_eq!(
+        descriptors["container_network_receive_bytes_total"],
+        serde_json::json!([
+            "container",
+            "id",
+            "image",
+            "name",
+            "namespace",
+            "pod",
+            "interface"
+        ])
+    );
+    let pod_names: Vec<&str> = seen["pod_metric_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        pod_names.contains(&"container_network_receive_bytes_total")
+            && pod_names.contains(&"container_network_transmit_bytes_total"),
+        "pod-level network series: {pod_names:?}"
+    );
+    let many = seen["many_id"].as_str().unwrap();
+    let many_metrics = &seen["container_metrics"][many];
+    for name in [
+        "container_cpu_usage_seconds_total",
+        "container_memory_working_set_bytes",
+        "container_memory_usage_bytes",
+        "container_memory_rss",
+        "container_spec_memory_limit_bytes",
+        "container_fs_usage_bytes",
+        "container_processes",
+        "container_oom_events_total",
+    ] {
+        let metric = &many_metrics[name];
+        assert!(
+            metric.is_object(),
+            "{name} for the container: {many_metrics}"
+        );
+        let labels = metric["labels"].as_array().unwrap();
+        assert_eq!(labels[0], "many", "container label of {name}");
+        assert_eq!(
+            (&labels[4], &labels[5]),
+            (&serde_json::json!("default"), &serde_json::json!("py-v034"))
+        );
+        assert_eq!(
+            labels.len(),
+            descriptors[name].as_array().unwrap().len(),
+            "{name}: one value per key"
+        );
+    }
+    assert_eq!(
+        many_metrics["container_processes"]["value"], 2,
+        "sh and sleep"
+    );
+}

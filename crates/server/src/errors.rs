@@ -26,9 +26,3 @@ pub(crate) type Reply<T> = Result<tonic::Response<T>, Status>;
 pub(crate) fn reply<T>(result: cri_dockerd_core::Result<T>) -> Reply<T> {
     result.map(tonic::Response::new).map_err(to_status)
 }
-
-pub(crate) fn unimplemented<T>(method: &str) -> Reply<T> {
-    Err(Status::unimplemented(format!(
-        "{method} is not implemented by cri-dockerd-rs"
-    )))
-}

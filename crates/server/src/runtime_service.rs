@@ -6,7 +6,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::CriService;
-use crate::errors::{Reply, reply, unimplemented};
+use crate::errors::{Reply, reply};
 use crate::validate;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
@@ -401,18 +401,27 @@ impl RuntimeService for CriService {
         Ok(Response::new(Box::pin(events)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_metric_descriptors(
         &self,
         _request: Request<ListMetricDescriptorsRequest>,
     ) -> Reply<ListMetricDescriptorsResponse> {
-        unimplemented("ListMetricDescriptors")
+        Ok(Response::new(ListMetricDescriptorsResponse {
+            descriptors: self.cri.list_metric_descriptors(),
+        }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_pod_sandbox_metrics(
         &self,
         _request: Request<ListPodSandboxMetricsRequest>,
     ) -> Reply<ListPodSandboxMetricsResponse> {
-        unimplemented("ListPodSandboxMetrics")
+        reply(
+            self.cri
+                .list_pod_sandbox_metrics()
+                .await
+                .map(|pod_metrics| ListPodSandboxMetricsResponse { pod_metrics }),
+        )
     }
 
     #[tracing::instrument(skip_all)]

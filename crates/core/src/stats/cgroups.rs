@@ -49,12 +49,37 @@ impl CgroupMounts {
     }
 }
 
-/// Where one container's cgroup files are.
+/// Where one container's (or pod's) cgroup files are.
 #[derive(Debug, Clone)]
-pub enum ContainerCgroup {
+pub struct ContainerCgroup {
+    /// The path inside the hierarchy, as `/proc/<pid>/cgroup` shows it and
+    /// cAdvisor names a container (`id`): `/kubepods/pod…/<container id>`.
+    path: String,
+    dirs: Dirs,
+}
+
+#[derive(Debug, Clone)]
+enum Dirs {
+    /// cgroup v1: controller → directory.
     V1(HashMap<String, PathBuf>),
     V2(PathBuf),
 }
+
+/// Kernel ticks (USER_HZ) in cgroup v1's `cpuacct.stat`, as nanoseconds.
+fn tick_ns() -> u64 {
+    static TICK_NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICK_NS.get_or_init(|| {
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|hz| *hz > 0)
+            .unwrap_or(100) as u64;
+        1_000_000_000 / hz
+    })
+}
+
+/// Limits at or above this mean "none" (v1 writes PAGE_COUNTER_MAX pages).
+const UNLIMITED: u64 = 1 << 62;
 
 impl ContainerCgroup {
     /// From `/proc/<pid>/cgroup` of the container's init process.
@@ -74,9 +99,13 @@ impl ContainerCgroup {
                 .v2
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
-            return ContainerCgroup::V2(join(&mount, path));
+            return Self {
+                path: path.to_string(),
+                dirs: Dirs::V2(join(&mount, path)),
+            };
         }
         let mut dirs = HashMap::new();
+        let mut memory_path = None;
         for line in text.lines() {
             let mut parts = line.splitn(3, ':');
             let (_, Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
@@ -84,25 +113,52 @@ impl ContainerCgroup {
                 continue;
             };
             for controller in controllers.split(',').filter(|c| !c.is_empty()) {
+                if controller == "memory" {
+                    memory_path = Some(path.to_string());
+                }
                 if let Some(mount) = mounts.v1.get(controller) {
                     dirs.insert(controller.to_string(), join(mount, path));
                 }
             }
         }
-        ContainerCgroup::V1(dirs)
+        Self {
+            path: memory_path.unwrap_or_else(|| "/".to_string()),
+            dirs: Dirs::V1(dirs),
+        }
+    }
+
+    /// The path inside the hierarchy (cAdvisor's `id` label).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The cgroup one level up: a pod's, for a container created under the
+    /// pod's cgroup parent.
+    pub fn parent(&self) -> Option<Self> {
+        let path = Path::new(&self.path).parent()?.display().to_string();
+        let up = |dir: &PathBuf| dir.parent().map(Path::to_path_buf);
+        let dirs = match &self.dirs {
+            Dirs::V1(dirs) => Dirs::V1(
+                dirs.iter()
+                    .filter_map(|(c, d)| Some((c.clone(), up(d)?)))
+                    .collect(),
+            ),
+            Dirs::V2(dir) => Dirs::V2(up(dir)?),
+        };
+        Some(Self { path, dirs })
     }
 
     fn v1(&self, controller: &str, file: &str) -> Option<PathBuf> {
-        match self {
-            ContainerCgroup::V1(dirs) => dirs.get(controller).map(|d| d.join(file)),
-            ContainerCgroup::V2(_) => None,
+        match &self.dirs {
+            Dirs::V1(dirs) => dirs.get(controller).map(|d| d.join(file)),
+            Dirs::V2(_) => None,
         }
     }
 
     fn v2(&self, file: &str) -> Option<PathBuf> {
-        match self {
-            ContainerCgroup::V2(dir) => Some(dir.join(file)),
-            ContainerCgroup::V1(_) => None,
+        match &self.dirs {
+            Dirs::V2(dir) => Some(dir.join(file)),
+            Dirs::V1(_) => None,
         }
     }
 
@@ -115,51 +171,128 @@ impl ContainerCgroup {
         stat.get("usage_usec").map(|us| us * 1000)
     }
 
+    /// CPU time split by mode, throttling, and the CPU limits in force.
+    pub fn cpu(&self) -> Option<Cpu> {
+        if let Some(usage) = self.v1("cpuacct", "cpuacct.usage") {
+            let modes = self
+                .v1("cpuacct", "cpuacct.stat")
+                .and_then(|p| read_flat_keyed(&p))
+                .unwrap_or_default();
+            let throttling = self
+                .v1("cpu", "cpu.stat")
+                .and_then(|p| read_flat_keyed(&p))
+                .unwrap_or_default();
+            let file = |name: &str| self.v1("cpu", name).and_then(|p| read_i64(&p));
+            return Some(Cpu {
+                usage_ns: read_u64(&usage)?,
+                user_ns: modes.get("user").map(|t| t * tick_ns()).unwrap_or(0),
+                system_ns: modes.get("system").map(|t| t * tick_ns()).unwrap_or(0),
+                periods: throttling.get("nr_periods").copied().unwrap_or(0),
+                throttled_periods: throttling.get("nr_throttled").copied().unwrap_or(0),
+                throttled_ns: throttling.get("throttled_time").copied().unwrap_or(0),
+                shares: file("cpu.shares").map(|s| s.max(0) as u64).unwrap_or(0),
+                quota_us: file("cpu.cfs_quota_us").filter(|q| *q > 0).unwrap_or(0) as u64,
+                period_us: file("cpu.cfs_period_us")
+                    .map(|p| p.max(0) as u64)
+                    .unwrap_or(0),
+            });
+        }
+        let stat = read_flat_keyed(&self.v2("cpu.stat")?)?;
+        let us = |key: &str| stat.get(key).map(|v| v * 1000).unwrap_or(0);
+        let (quota_us, period_us) = self
+            .v2("cpu.max")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|text| parse_cpu_max(&text))
+            .unwrap_or((0, 0));
+        Some(Cpu {
+            usage_ns: us("usage_usec"),
+            user_ns: us("user_usec"),
+            system_ns: us("system_usec"),
+            periods: stat.get("nr_periods").copied().unwrap_or(0),
+            throttled_periods: stat.get("nr_throttled").copied().unwrap_or(0),
+            throttled_ns: us("throttled_usec"),
+            shares: self
+                .v2("cpu.weight")
+                .and_then(|p| read_u64(&p))
+                .map(weight_to_shares)
+                .unwrap_or(0),
+            quota_us,
+            period_us,
+        })
+    }
+
     pub fn memory(&self) -> Option<Memory> {
         if let Some(usage) = self.v1("memory", "memory.usage_in_bytes") {
             let stat = read_flat_keyed(&self.v1("memory", "memory.stat")?)?;
             let usage = read_u64(&usage)?;
-            let limit = self
-                .v1("memory", "memory.limit_in_bytes")
-                .and_then(|p| read_u64(&p));
-            let inactive = stat.get("total_inactive_file").copied().unwrap_or(0);
+            let file = |name: &str| self.v1("memory", name).and_then(|p| read_u64(&p));
+            let stat = |key: &str| stat.get(key).copied().unwrap_or(0);
+            let oom_kills = self
+                .v1("memory", "memory.oom_control")
+                .and_then(|p| read_flat_keyed(&p))
+                .and_then(|c| c.get("oom_kill").copied());
             return Some(Memory {
                 usage,
-                working_set: usage.saturating_sub(inactive),
-                rss: stat.get("total_rss").copied().unwrap_or(0),
-                page_faults: stat.get("total_pgfault").copied().unwrap_or(0),
-                major_page_faults: stat.get("total_pgmajfault").copied().unwrap_or(0),
-                limit: limit.filter(|l| *l < (1 << 62)),
+                // As cAdvisor (and so the kubelet) count it.
+                working_set: usage.saturating_sub(stat("total_inactive_file")),
+                rss: stat("total_rss"),
+                cache: stat("total_cache"),
+                mapped_file: stat("total_mapped_file"),
+                swap: stat("total_swap"),
+                page_faults: stat("total_pgfault"),
+                major_page_faults: stat("total_pgmajfault"),
+                max_usage: file("memory.max_usage_in_bytes").unwrap_or(0),
+                failcnt: file("memory.failcnt").unwrap_or(0),
+                oom_kills,
+                limit: file("memory.limit_in_bytes").filter(|l| *l < UNLIMITED),
+                reservation: file("memory.soft_limit_in_bytes").filter(|l| *l < UNLIMITED),
             });
         }
         let usage = read_u64(&self.v2("memory.current")?)?;
         let stat = read_flat_keyed(&self.v2("memory.stat")?)?;
-        let limit = self.v2("memory.max").and_then(|p| read_u64(&p));
-        let inactive = stat.get("inactive_file").copied().unwrap_or(0);
+        let file = |name: &str| self.v2(name).and_then(|p| read_u64(&p));
+        let events = self
+            .v2("memory.events")
+            .and_then(|p| read_flat_keyed(&p))
+            .unwrap_or_default();
+        let stat = |key: &str| stat.get(key).copied().unwrap_or(0);
         Some(Memory {
             usage,
-            working_set: usage.saturating_sub(inactive),
-            rss: stat.get("anon").copied().unwrap_or(0),
-            page_faults: stat.get("pgfault").copied().unwrap_or(0),
-            major_page_faults: stat.get("pgmajfault").copied().unwrap_or(0),
-            limit,
+            working_set: usage.saturating_sub(stat("inactive_file")),
+            rss: stat("anon"),
+            cache: stat("file"),
+            mapped_file: stat("file_mapped"),
+            swap: file("memory.swap.current").unwrap_or(0),
+            page_faults: stat("pgfault"),
+            major_page_faults: stat("pgmajfault"),
+            max_usage: file("memory.peak").unwrap_or(0),
+            failcnt: events.get("max").copied().unwrap_or(0),
+            oom_kills: events.get("oom_kill").copied(),
+            limit: file("memory.max").filter(|l| *l < UNLIMITED),
+            reservation: file("memory.low").filter(|l| *l > 0 && *l < UNLIMITED),
         })
     }
 
+    /// Processes (not threads) in the cgroup, as cAdvisor counts them.
     pub fn process_count(&self) -> Option<u64> {
-        match self {
-            ContainerCgroup::V1(_) => read_u64(&self.v1("pids", "pids.current")?),
-            ContainerCgroup::V2(_) => read_u64(&self.v2("pids.current")?),
+        self.processes().ok().map(|p| p.len() as u64)
+    }
+
+    /// Tasks (threads) in the cgroup, from the pids controller.
+    pub fn thread_count(&self) -> Option<u64> {
+        match &self.dirs {
+            Dirs::V1(_) => read_u64(&self.v1("pids", "pids.current")?),
+            Dirs::V2(_) => read_u64(&self.v2("pids.current")?),
         }
     }
 
     /// The processes in the container's cgroup.
     pub fn processes(&self) -> std::io::Result<Vec<i64>> {
-        let path = match self {
-            ContainerCgroup::V1(_) => self
+        let path = match &self.dirs {
+            Dirs::V1(_) => self
                 .v1("pids", "cgroup.procs")
                 .or_else(|| self.v1("memory", "cgroup.procs")),
-            ContainerCgroup::V2(_) => self.v2("cgroup.procs"),
+            Dirs::V2(_) => self.v2("cgroup.procs"),
         }
         .ok_or_else(|| std::io::Error::other("no cgroup with a process list"))?;
         Ok(std::fs::read_to_string(path)?
@@ -170,11 +303,9 @@ impl ContainerCgroup {
 
     /// Hugepage limits (`2MB`, `1GB` page sizes, as the kubelet sends them).
     pub fn set_hugepage_limit(&self, page_size: &str, limit: u64) -> std::io::Result<()> {
-        let path = match self {
-            ContainerCgroup::V1(_) => {
-                self.v1("hugetlb", &format!("hugetlb.{page_size}.limit_in_bytes"))
-            }
-            ContainerCgroup::V2(_) => self.v2(&format!("hugetlb.{page_size}.max")),
+        let path = match &self.dirs {
+            Dirs::V1(_) => self.v1("hugetlb", &format!("hugetlb.{page_size}.limit_in_bytes")),
+            Dirs::V2(_) => self.v2(&format!("hugetlb.{page_size}.max")),
         }
         .ok_or_else(|| std::io::Error::other("no hugetlb cgroup controller"))?;
         std::fs::write(path, limit.to_string())
@@ -195,14 +326,53 @@ impl ContainerCgroup {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// cgroup v2 `cpu.max`: "<quota|max> <period>".
+fn parse_cpu_max(text: &str) -> (u64, u64) {
+    let mut parts = text.split_whitespace();
+    let quota = parts.next().and_then(|q| q.parse().ok()).unwrap_or(0);
+    let period = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (quota, period)
+}
+
+/// cgroup v2's cpu.weight (1–10000) back to v1 shares (2–262144), the
+/// inverse of the conversion runc applies.
+fn weight_to_shares(weight: u64) -> u64 {
+    if weight == 0 {
+        return 0;
+    }
+    2 + (weight.saturating_sub(1) * 262_142) / 9_999
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cpu {
+    pub usage_ns: u64,
+    pub user_ns: u64,
+    pub system_ns: u64,
+    pub periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_ns: u64,
+    pub shares: u64,
+    /// 0 when no quota is set.
+    pub quota_us: u64,
+    pub period_us: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Memory {
     pub usage: u64,
     pub working_set: u64,
     pub rss: u64,
+    pub cache: u64,
+    pub mapped_file: u64,
+    pub swap: u64,
     pub page_faults: u64,
     pub major_page_faults: u64,
+    pub max_usage: u64,
+    pub failcnt: u64,
+    /// Processes the kernel killed for memory in this cgroup (kernel 4.13+).
+    pub oom_kills: Option<u64>,
     pub limit: Option<u64>,
+    pub reservation: Option<u64>,
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -212,6 +382,10 @@ fn read_u64(path: &Path) -> Option<u64> {
         return Some(u64::MAX);
     }
     text.parse().ok()
+}
+
+fn read_i64(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 fn read_flat_keyed(path: &Path) -> Option<HashMap<String, u64>> {
@@ -269,24 +443,63 @@ mod tests {
     }
 
     #[test]
+    fn parent_is_the_pod_cgroup() {
+        let mounts = CgroupMounts::parse(MOUNTINFO);
+        let proc = "4:memory:/kubepods/podA/abc\n2:cpuacct:/kubepods/podA/abc\n";
+        let pod = ContainerCgroup::from_proc(proc, &mounts, false)
+            .parent()
+            .unwrap();
+        assert_eq!(pod.path(), "/kubepods/podA");
+        assert_eq!(
+            pod.v1("memory", "memory.stat").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/memory/kubepods/podA/memory.stat")
+        );
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
     fn reads_cgroup_v1_files() {
         let dir = tempfile::tempdir().unwrap();
         let mem = dir.path().join("memory/pod");
-        let cpu = dir.path().join("cpuacct/pod");
-        std::fs::create_dir_all(&mem).unwrap();
-        std::fs::create_dir_all(&cpu).unwrap();
-        std::fs::write(mem.join("memory.usage_in_bytes"), "1000\n").unwrap();
-        std::fs::write(mem.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
-        std::fs::write(
-            mem.join("memory.stat"),
-            "total_inactive_file 300\ntotal_rss 600\ntotal_pgfault 7\ntotal_pgmajfault 1\n",
-        )
-        .unwrap();
-        std::fs::write(cpu.join("cpuacct.usage"), "123456789\n").unwrap();
-        let cg = ContainerCgroup::V1(HashMap::from([
-            ("memory".to_string(), mem),
-            ("cpuacct".to_string(), cpu),
-        ]));
+        let cpuacct = dir.path().join("cpuacct/pod");
+        let cpu = dir.path().join("cpu/pod");
+        write(&mem, "memory.usage_in_bytes", "1000\n");
+        write(&mem, "memory.limit_in_bytes", "9223372036854771712\n");
+        write(&mem, "memory.soft_limit_in_bytes", "500\n");
+        write(&mem, "memory.max_usage_in_bytes", "1200\n");
+        write(&mem, "memory.failcnt", "2\n");
+        write(
+            &mem,
+            "memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+        );
+        write(
+            &mem,
+            "memory.stat",
+            "cache 1\ntotal_cache 350\ntotal_mapped_file 40\ntotal_swap 0\ntotal_inactive_file 300\ntotal_rss 600\ntotal_pgfault 7\ntotal_pgmajfault 1\n",
+        );
+        write(&cpuacct, "cpuacct.usage", "123456789\n");
+        write(&cpuacct, "cpuacct.stat", "user 5\nsystem 2\n");
+        write(
+            &cpu,
+            "cpu.stat",
+            "nr_periods 10\nnr_throttled 4\nthrottled_time 999\n",
+        );
+        write(&cpu, "cpu.shares", "512\n");
+        write(&cpu, "cpu.cfs_quota_us", "-1\n");
+        write(&cpu, "cpu.cfs_period_us", "100000\n");
+        let cg = ContainerCgroup {
+            path: "/pod".into(),
+            dirs: Dirs::V1(HashMap::from([
+                ("memory".to_string(), mem),
+                ("cpuacct".to_string(), cpuacct),
+                ("cpu".to_string(), cpu),
+            ])),
+        };
         assert_eq!(cg.cpu_usage_ns(), Some(123456789));
         assert_eq!(
             cg.memory(),
@@ -294,10 +507,75 @@ mod tests {
                 usage: 1000,
                 working_set: 700,
                 rss: 600,
+                cache: 350,
+                mapped_file: 40,
+                swap: 0,
                 page_faults: 7,
                 major_page_faults: 1,
-                limit: None
+                max_usage: 1200,
+                failcnt: 2,
+                oom_kills: Some(3),
+                limit: None,
+                reservation: Some(500),
             })
         );
+        assert_eq!(
+            cg.cpu(),
+            Some(Cpu {
+                usage_ns: 123456789,
+                user_ns: 5 * tick_ns(),
+                system_ns: 2 * tick_ns(),
+                periods: 10,
+                throttled_periods: 4,
+                throttled_ns: 999,
+                shares: 512,
+                quota_us: 0,
+                period_us: 100000,
+            })
+        );
+    }
+
+    #[test]
+    fn reads_cgroup_v2_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        write(&d, "memory.current", "2000\n");
+        write(&d, "memory.max", "max\n");
+        write(&d, "memory.low", "0\n");
+        write(
+            &d,
+            "memory.events",
+            "low 0\nhigh 0\nmax 6\noom 1\noom_kill 1\n",
+        );
+        write(
+            &d,
+            "memory.stat",
+            "anon 800\nfile 900\nfile_mapped 30\ninactive_file 500\npgfault 9\npgmajfault 2\n",
+        );
+        write(
+            &d,
+            "cpu.stat",
+            "usage_usec 300\nuser_usec 200\nsystem_usec 100\nnr_periods 5\nnr_throttled 1\nthrottled_usec 7\n",
+        );
+        write(&d, "cpu.max", "50000 100000\n");
+        write(&d, "cpu.weight", "100\n");
+        let cg = ContainerCgroup {
+            path: "/pod".into(),
+            dirs: Dirs::V2(d),
+        };
+        let memory = cg.memory().unwrap();
+        assert_eq!(memory.working_set, 1500);
+        assert_eq!(memory.limit, None, "max is no limit");
+        assert_eq!(memory.reservation, None);
+        assert_eq!((memory.failcnt, memory.oom_kills), (6, Some(1)));
+        let cpu = cg.cpu().unwrap();
+        assert_eq!(
+            (cpu.usage_ns, cpu.user_ns, cpu.system_ns),
+            (300_000, 200_000, 100_000)
+        );
+        assert_eq!((cpu.quota_us, cpu.period_us), (50000, 100000));
+        // runc maps the default 1024 shares to weight 39; 100 is about 2600.
+        assert_eq!(weight_to_shares(100), 2597);
+        assert_eq!(cpu.throttled_ns, 7000);
     }
 }

@@ -62,6 +62,56 @@ pub fn filesystem_used(path: &Path) -> std::io::Result<Usage> {
     })
 }
 
+/// The filesystem holding the data root, as cAdvisor reports one: its
+/// device and its size in bytes and inodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filesystem {
+    pub device: String,
+    pub capacity_bytes: u64,
+    pub inodes_total: u64,
+    pub inodes_free: u64,
+}
+
+/// The source of the mount holding `path` (the longest mount point that
+/// contains it) in a `/proc/self/mountinfo` text.
+pub fn device_of(path: &Path, mountinfo: &str) -> Option<String> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = unescape_mount(left.split(' ').nth(4)?);
+            let source = right.split(' ').nth(1)?;
+            path.starts_with(&mount_point)
+                .then(|| (mount_point.len(), source.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, source)| source)
+}
+
+/// mountinfo writes spaces and other bytes as octal escapes (`\040`).
+fn unescape_mount(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|c| u8::from_str_radix(c, 8).ok());
+        match code {
+            Some(byte) => {
+                out.push(byte as char);
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// How often the data root is walked.
 const DATA_ROOT_REFRESH: Duration = Duration::from_secs(60);
 /// How often the running containers' writable layers are: more often, as
@@ -93,6 +143,9 @@ struct Figures {
 /// The last figures, and the task that refreshes them.
 pub struct UsageMonitor {
     root: PathBuf,
+    /// The data root's device, found once: mounts under it come and go
+    /// with every container, the data root's own mount does not.
+    device: String,
     figures: Arc<Mutex<Figures>>,
     nudge: Arc<tokio::sync::Notify>,
 }
@@ -108,8 +161,13 @@ impl UsageMonitor {
             figures.clone(),
             nudge.clone(),
         ));
+        let device = std::fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|m| device_of(&root, &m))
+            .unwrap_or_else(|| root.display().to_string());
         Self {
             root,
+            device,
             figures,
             nudge,
         }
@@ -153,6 +211,17 @@ impl UsageMonitor {
             containers: Usage::default(),
             at_ns: crate::time::system_now_ns(),
             estimated: true,
+        })
+    }
+
+    /// The data root's filesystem now (one statfs).
+    pub fn filesystem(&self) -> std::io::Result<Filesystem> {
+        let stat = nix::sys::statvfs::statvfs(&self.root).map_err(std::io::Error::from)?;
+        Ok(Filesystem {
+            device: self.device.clone(),
+            capacity_bytes: stat.blocks() as u64 * stat.fragment_size() as u64,
+            inodes_total: stat.files() as u64,
+            inodes_free: stat.files_free() as u64,
         })
     }
 
@@ -248,6 +317,18 @@ mod tests {
             "root, a, sub, sub/b; the hard link is a's inode"
         );
         assert!(usage.bytes >= 64 * 1024, "{usage:?}");
+    }
+
+    #[test]
+    fn device_of_the_longest_mount_holding_the_path() {
+        let mountinfo = "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n\
+            30 22 8:17 / /var/lib/docker rw,relatime - xfs /dev/sdb1 rw\n\
+            31 30 0:50 / /var/lib/docker/overlay2/x/merged rw - overlay overlay rw\n\
+            32 22 8:33 / /mnt/with\\040space rw - ext4 /dev/sdc1 rw\n";
+        let device = |p: &str| device_of(Path::new(p), mountinfo);
+        assert_eq!(device("/var/lib/docker").as_deref(), Some("/dev/sdb1"));
+        assert_eq!(device("/var/lib/dockerd").as_deref(), Some("/dev/sda1"));
+        assert_eq!(device("/mnt/with space/d").as_deref(), Some("/dev/sdc1"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub(crate) mod cgroups;
 pub(crate) mod fs_usage;
+pub(crate) mod metrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,8 +39,34 @@ fn now_ns() -> i64 {
     crate::time::system_now_ns()
 }
 
+/// One interface's counters from `/proc/<pid>/net/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceCounters {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+impl InterfaceCounters {
+    fn usage(&self) -> NetworkInterfaceUsage {
+        NetworkInterfaceUsage {
+            name: self.name.clone(),
+            rx_bytes: uint(self.rx_bytes),
+            rx_errors: uint(self.rx_errors),
+            tx_bytes: uint(self.tx_bytes),
+            tx_errors: uint(self.tx_errors),
+        }
+    }
+}
+
 /// `/proc/<pid>/net/dev` shows the counters of that process's namespace.
-pub fn parse_net_dev(text: &str) -> Vec<NetworkInterfaceUsage> {
+pub fn parse_net_dev(text: &str) -> Vec<InterfaceCounters> {
     text.lines()
         .skip(2)
         .filter_map(|line| {
@@ -48,15 +75,31 @@ pub fn parse_net_dev(text: &str) -> Vec<NetworkInterfaceUsage> {
                 .split_whitespace()
                 .filter_map(|v| v.parse().ok())
                 .collect();
-            (n.len() >= 16).then(|| NetworkInterfaceUsage {
+            (n.len() >= 16).then(|| InterfaceCounters {
                 name: name.trim().to_string(),
-                rx_bytes: uint(n[0]),
-                rx_errors: uint(n[2]),
-                tx_bytes: uint(n[8]),
-                tx_errors: uint(n[10]),
+                rx_bytes: n[0],
+                rx_packets: n[1],
+                rx_errors: n[2],
+                rx_dropped: n[3],
+                tx_bytes: n[8],
+                tx_packets: n[9],
+                tx_errors: n[10],
+                tx_dropped: n[11],
             })
         })
         .collect()
+}
+
+/// The pod's interfaces, loopback aside (cAdvisor leaves it out too), as
+/// its pause container's network namespace shows them.
+fn pod_interfaces(pause_pid: i64) -> Option<Vec<InterfaceCounters>> {
+    let text = std::fs::read_to_string(format!("/proc/{pause_pid}/net/dev")).ok()?;
+    Some(
+        parse_net_dev(&text)
+            .into_iter()
+            .filter(|i| i.name != "lo")
+            .collect(),
+    )
 }
 
 /// What stats keep between calls, per running container.
@@ -114,6 +157,16 @@ struct Sample {
     processes: u64,
 }
 
+impl Sample {
+    fn of(cgroup: &ContainerCgroup) -> Self {
+        Self {
+            cpu_ns: cgroup.cpu_usage_ns().unwrap_or(0),
+            memory: cgroup.memory(),
+            processes: cgroup.process_count().unwrap_or(0),
+        }
+    }
+}
+
 impl DockerCri {
     async fn running_facts(&self, id: &str) -> Result<Option<Arc<ContainerFacts>>> {
         if let Some(facts) = self.stats.cached_facts(id)
@@ -141,14 +194,6 @@ impl DockerCri {
         let facts = Arc::new(ContainerFacts { pid, cgroup });
         self.stats.remember_facts(id, facts.clone());
         Ok(Some(facts))
-    }
-
-    fn sample(&self, facts: &ContainerFacts) -> Sample {
-        Sample {
-            cpu_ns: facts.cgroup.cpu_usage_ns().unwrap_or(0),
-            memory: facts.cgroup.memory(),
-            processes: facts.cgroup.process_count().unwrap_or(0),
-        }
     }
 
     fn cpu_usage(&self, id: &str, timestamp: i64, cpu_ns: u64) -> CpuUsage {
@@ -213,7 +258,7 @@ impl DockerCri {
                 Sample::default(),
             ));
         };
-        let sample = self.sample(&facts);
+        let sample = Sample::of(&facts.cgroup);
         let stats = ContainerStats {
             cpu: Some(self.cpu_usage(&attributes.id, timestamp, sample.cpu_ns)),
             memory: Self::memory_usage(timestamp, sample.memory),
@@ -317,7 +362,7 @@ impl DockerCri {
             .await?;
         self.pod_stats(
             attributes,
-            details.pid,
+            has_cgroup_parent(details.inspect()),
             containers.into_iter().map(|(a, _)| a).collect(),
         )
         .await
@@ -343,21 +388,19 @@ impl DockerCri {
         }
         let mut out = Vec::with_capacity(sandboxes.len());
         for (sandbox, _) in sandboxes {
-            let pid = self.running_facts(&sandbox.id).await?.map(|f| f.pid);
-            let metadata = self
-                .store
-                .get(&sandbox.id)
-                .and_then(|r| naming::parse_sandbox_name(&r.name));
+            let record = self.store.get(&sandbox.id);
             let attributes = PodSandboxAttributes {
                 id: sandbox.id.clone(),
-                metadata,
+                metadata: record
+                    .as_ref()
+                    .and_then(|r| naming::parse_sandbox_name(&r.name)),
                 labels: sandbox.labels,
                 annotations: sandbox.annotations,
             };
             out.push(
                 self.pod_stats(
                     attributes,
-                    pid,
+                    has_cgroup_parent(record.as_ref().map(|r| &r.inspect)),
                     by_pod.remove(&sandbox.id).unwrap_or_default(),
                 )
                 .await?,
@@ -366,14 +409,23 @@ impl DockerCri {
         Ok(out)
     }
 
-    /// The pod's usage is its containers' plus the pause container's.
+    /// A pod's usage. Under the kubelet every pod has its own cgroup (the
+    /// sandbox's cgroup parent, which its containers share): that cgroup's
+    /// figures are the pod's, limit included, as containerd reports them.
+    /// Without one (crictl's pods, usually) the containers' and the pause
+    /// container's usage are added up, and the pod has no limit.
     async fn pod_stats(
         &self,
         attributes: PodSandboxAttributes,
-        pause_pid: Option<i64>,
+        own_cgroup: bool,
         containers: Vec<ContainerAttributes>,
     ) -> Result<PodSandboxStats> {
         let timestamp = now_ns();
+        let pause = self.running_facts(&attributes.id).await?;
+        let pod_cgroup = pause
+            .as_ref()
+            .filter(|_| own_cgroup)
+            .and_then(|p| p.cgroup.parent());
         let mut total = Sample::default();
         let mut memory_seen = false;
         let mut add = |s: &Sample| {
@@ -381,14 +433,7 @@ impl DockerCri {
             total.processes += s.processes;
             if let Some(m) = s.memory {
                 memory_seen = true;
-                let t = total.memory.get_or_insert(crate::stats::cgroups::Memory {
-                    usage: 0,
-                    working_set: 0,
-                    rss: 0,
-                    page_faults: 0,
-                    major_page_faults: 0,
-                    limit: None,
-                });
+                let t = total.memory.get_or_insert_default();
                 t.usage += m.usage;
                 t.working_set += m.working_set;
                 t.rss += m.rss;
@@ -396,28 +441,34 @@ impl DockerCri {
                 t.major_page_faults += m.major_page_faults;
             }
         };
-        if let Some(facts) = self.running_facts(&attributes.id).await? {
-            add(&self.sample(&facts));
+        if pod_cgroup.is_none()
+            && let Some(facts) = &pause
+        {
+            add(&Sample::of(&facts.cgroup));
         }
         let mut container_stats = Vec::with_capacity(containers.len());
         for attributes in containers {
             let (stats, sample) = self.one_container_stats(attributes).await?;
-            add(&sample);
+            if pod_cgroup.is_none() {
+                add(&sample);
+            }
             container_stats.push(stats);
         }
-        let network = pause_pid.and_then(|pid| {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
-            let interfaces: Vec<NetworkInterfaceUsage> = parse_net_dev(&text)
-                .into_iter()
-                .filter(|i| i.name != "lo")
-                .collect();
-            let default_interface = interfaces.iter().find(|i| i.name == POD_INTERFACE).cloned();
-            Some(NetworkUsage {
+        if let Some(cgroup) = &pod_cgroup {
+            total = Sample::of(cgroup);
+            memory_seen = total.memory.is_some();
+        }
+        let network = pause
+            .as_ref()
+            .and_then(|p| pod_interfaces(p.pid))
+            .map(|interfaces| NetworkUsage {
                 timestamp,
-                default_interface,
-                interfaces,
-            })
-        });
+                default_interface: interfaces
+                    .iter()
+                    .find(|i| i.name == POD_INTERFACE)
+                    .map(InterfaceCounters::usage),
+                interfaces: interfaces.iter().map(InterfaceCounters::usage).collect(),
+            });
         Ok(PodSandboxStats {
             linux: Some(LinuxPodSandboxStats {
                 cpu: Some(self.cpu_usage(
@@ -444,6 +495,15 @@ impl DockerCri {
     }
 }
 
+/// Whether the sandbox was created under a cgroup parent (the kubelet's
+/// per-pod cgroup).
+fn has_cgroup_parent(inspect: Option<&bollard::models::ContainerInspectResponse>) -> bool {
+    inspect
+        .and_then(|i| i.host_config.as_ref())
+        .and_then(|h| h.cgroup_parent.as_deref())
+        .is_some_and(|p| !p.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,10 +513,12 @@ mod tests {
         let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n  eth0:    2000      20    3    0    0     0          0         0     4000      40    5    0    0     0       0          0\n";
         let all = parse_net_dev(text);
         let eth0 = all.iter().find(|i| i.name == "eth0").unwrap();
-        assert_eq!(eth0.rx_bytes, uint(2000));
-        assert_eq!(eth0.rx_errors, uint(3));
-        assert_eq!(eth0.tx_bytes, uint(4000));
-        assert_eq!(eth0.tx_errors, uint(5));
+        assert_eq!(eth0.rx_bytes, 2000);
+        assert_eq!(eth0.rx_packets, 20);
+        assert_eq!(eth0.rx_errors, 3);
+        assert_eq!(eth0.tx_bytes, 4000);
+        assert_eq!(eth0.tx_packets, 40);
+        assert_eq!(eth0.tx_errors, 5);
         assert_eq!(all.len(), 2);
     }
 }

@@ -1,0 +1,711 @@
+//! ListMetricDescriptors and ListPodSandboxMetrics: the series the kubelet
+//! publishes at `/metrics/cadvisor` (with its PodAndContainerStatsFromCRI
+//! gate, instead of running cAdvisor), under cAdvisor's names and labels.
+//!
+//! Every figure comes from the same places as the CRI stats — cgroup files,
+//! the pause container's `/proc/<pid>/net/dev`, the background disk walks —
+//! and the containers from the store, so a call makes no Docker request.
+//! The CRI carries whole numbers only: seconds are whole seconds, as CRI-O
+//! reports them too.
+
+use std::collections::HashMap;
+
+use cri_dockerd_api::v1::{
+    ContainerMetrics, Metric, MetricDescriptor, MetricType, PodSandboxMetrics, UInt64Value,
+};
+
+use crate::docker_cri::DockerCri;
+use crate::error::Result;
+use crate::naming;
+use crate::stats::InterfaceCounters;
+use crate::stats::cgroups::{ContainerCgroup, Cpu, Memory};
+use crate::stats::fs_usage::{Filesystem, Usage};
+use crate::store::{Kind, Phase, Record};
+
+/// cAdvisor's labels for a container, in the order every series carries
+/// them; a family may add one more (`cpu`, `interface`, `device`).
+pub const LABEL_KEYS: [&str; 6] = ["container", "id", "image", "name", "namespace", "pod"];
+
+/// The `container` label of a pod's own series (its network), as the
+/// kubelet names the pause container.
+const POD_CONTAINER: &str = "POD";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    None,
+    Cpu,
+    Interface,
+    Device,
+}
+
+impl Extra {
+    fn key(self) -> Option<&'static str> {
+        match self {
+            Extra::None => None,
+            Extra::Cpu => Some("cpu"),
+            Extra::Interface => Some("interface"),
+            Extra::Device => Some("device"),
+        }
+    }
+}
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    extra: Extra,
+}
+
+const fn counter(name: &'static str, help: &'static str, extra: Extra) -> Family {
+    Family {
+        name,
+        help,
+        kind: MetricType::Counter,
+        extra,
+    }
+}
+
+const fn gauge(name: &'static str, help: &'static str, extra: Extra) -> Family {
+    Family {
+        name,
+        help,
+        kind: MetricType::Gauge,
+        extra,
+    }
+}
+
+// Names, types and meanings are cAdvisor's; the help texts are ours.
+const CPU_USAGE: &str = "container_cpu_usage_seconds_total";
+const CPU_USER: &str = "container_cpu_user_seconds_total";
+const CPU_SYSTEM: &str = "container_cpu_system_seconds_total";
+const CFS_PERIODS: &str = "container_cpu_cfs_periods_total";
+const CFS_THROTTLED_PERIODS: &str = "container_cpu_cfs_throttled_periods_total";
+const CFS_THROTTLED_SECONDS: &str = "container_cpu_cfs_throttled_seconds_total";
+const MEMORY_USAGE: &str = "container_memory_usage_bytes";
+const MEMORY_WORKING_SET: &str = "container_memory_working_set_bytes";
+const MEMORY_RSS: &str = "container_memory_rss";
+const MEMORY_CACHE: &str = "container_memory_cache";
+const MEMORY_MAPPED_FILE: &str = "container_memory_mapped_file";
+const MEMORY_SWAP: &str = "container_memory_swap";
+const MEMORY_MAX_USAGE: &str = "container_memory_max_usage_bytes";
+const MEMORY_FAILCNT: &str = "container_memory_failcnt";
+const OOM_EVENTS: &str = "container_oom_events_total";
+const SPEC_MEMORY_LIMIT: &str = "container_spec_memory_limit_bytes";
+const SPEC_MEMORY_RESERVATION: &str = "container_spec_memory_reservation_limit_bytes";
+const SPEC_CPU_SHARES: &str = "container_spec_cpu_shares";
+const SPEC_CPU_QUOTA: &str = "container_spec_cpu_quota";
+const SPEC_CPU_PERIOD: &str = "container_spec_cpu_period";
+const PROCESSES: &str = "container_processes";
+const THREADS: &str = "container_threads";
+const FS_USAGE: &str = "container_fs_usage_bytes";
+const FS_LIMIT: &str = "container_fs_limit_bytes";
+const FS_INODES_TOTAL: &str = "container_fs_inodes_total";
+const FS_INODES_FREE: &str = "container_fs_inodes_free";
+const START_TIME: &str = "container_start_time_seconds";
+const LAST_SEEN: &str = "container_last_seen";
+const RX_BYTES: &str = "container_network_receive_bytes_total";
+const RX_PACKETS: &str = "container_network_receive_packets_total";
+const RX_ERRORS: &str = "container_network_receive_errors_total";
+const RX_DROPPED: &str = "container_network_receive_packets_dropped_total";
+const TX_BYTES: &str = "container_network_transmit_bytes_total";
+const TX_PACKETS: &str = "container_network_transmit_packets_total";
+const TX_ERRORS: &str = "container_network_transmit_errors_total";
+const TX_DROPPED: &str = "container_network_transmit_packets_dropped_total";
+
+const FAMILIES: &[Family] = &[
+    counter(CPU_USAGE, "CPU time used, in seconds.", Extra::Cpu),
+    counter(
+        CPU_USER,
+        "CPU time used in user mode, in seconds.",
+        Extra::None,
+    ),
+    counter(
+        CPU_SYSTEM,
+        "CPU time used in kernel mode, in seconds.",
+        Extra::None,
+    ),
+    counter(CFS_PERIODS, "CFS enforcement periods elapsed.", Extra::None),
+    counter(
+        CFS_THROTTLED_PERIODS,
+        "CFS periods in which the container was throttled.",
+        Extra::None,
+    ),
+    counter(
+        CFS_THROTTLED_SECONDS,
+        "Time the container was throttled, in seconds.",
+        Extra::None,
+    ),
+    gauge(
+        MEMORY_USAGE,
+        "Memory in use, page cache included, in bytes.",
+        Extra::None,
+    ),
+    gauge(
+        MEMORY_WORKING_SET,
+        "Memory in use less inactive page cache, in bytes: what the kubelet evicts on.",
+        Extra::None,
+    ),
+    gauge(
+        MEMORY_RSS,
+        "Anonymous memory and swap cache, in bytes.",
+        Extra::None,
+    ),
+    gauge(MEMORY_CACHE, "Page cache, in bytes.", Extra::None),
+    gauge(
+        MEMORY_MAPPED_FILE,
+        "Memory-mapped files, in bytes.",
+        Extra::None,
+    ),
+    gauge(MEMORY_SWAP, "Swap in use, in bytes.", Extra::None),
+    gauge(
+        MEMORY_MAX_USAGE,
+        "Highest memory use recorded, in bytes.",
+        Extra::None,
+    ),
+    counter(
+        MEMORY_FAILCNT,
+        "Times memory use hit the limit.",
+        Extra::None,
+    ),
+    counter(
+        OOM_EVENTS,
+        "Processes the kernel killed for lack of memory in this container.",
+        Extra::None,
+    ),
+    gauge(
+        SPEC_MEMORY_LIMIT,
+        "Memory limit in bytes; 0 for none.",
+        Extra::None,
+    ),
+    gauge(
+        SPEC_MEMORY_RESERVATION,
+        "Memory soft limit in bytes; 0 for none.",
+        Extra::None,
+    ),
+    gauge(SPEC_CPU_SHARES, "CPU shares.", Extra::None),
+    gauge(
+        SPEC_CPU_QUOTA,
+        "CFS quota in microseconds per period; present when set.",
+        Extra::None,
+    ),
+    gauge(
+        SPEC_CPU_PERIOD,
+        "CFS period in microseconds; present when a quota is set.",
+        Extra::None,
+    ),
+    gauge(PROCESSES, "Processes in the container.", Extra::None),
+    gauge(THREADS, "Threads in the container.", Extra::None),
+    gauge(
+        FS_USAGE,
+        "Bytes the container's writable layer uses.",
+        Extra::Device,
+    ),
+    gauge(
+        FS_LIMIT,
+        "Size of the filesystem holding the writable layer, in bytes.",
+        Extra::Device,
+    ),
+    gauge(
+        FS_INODES_TOTAL,
+        "Inodes of the filesystem holding the writable layer.",
+        Extra::Device,
+    ),
+    gauge(
+        FS_INODES_FREE,
+        "Free inodes of the filesystem holding the writable layer.",
+        Extra::Device,
+    ),
+    gauge(
+        START_TIME,
+        "When the container was created, in seconds since the epoch.",
+        Extra::None,
+    ),
+    gauge(
+        LAST_SEEN,
+        "When the container was last seen, in seconds since the epoch.",
+        Extra::None,
+    ),
+    counter(
+        RX_BYTES,
+        "Bytes received by the pod, per interface.",
+        Extra::Interface,
+    ),
+    counter(
+        RX_PACKETS,
+        "Packets received by the pod, per interface.",
+        Extra::Interface,
+    ),
+    counter(
+        RX_ERRORS,
+        "Errors while receiving, per interface.",
+        Extra::Interface,
+    ),
+    counter(
+        RX_DROPPED,
+        "Packets dropped while receiving, per interface.",
+        Extra::Interface,
+    ),
+    counter(
+        TX_BYTES,
+        "Bytes sent by the pod, per interface.",
+        Extra::Interface,
+    ),
+    counter(
+        TX_PACKETS,
+        "Packets sent by the pod, per interface.",
+        Extra::Interface,
+    ),
+    counter(
+        TX_ERRORS,
+        "Errors while sending, per interface.",
+        Extra::Interface,
+    ),
+    counter(
+        TX_DROPPED,
+        "Packets dropped while sending, per interface.",
+        Extra::Interface,
+    ),
+];
+
+fn family(name: &str) -> &'static Family {
+    FAMILIES
+        .iter()
+        .find(|f| f.name == name)
+        .expect("every metric name has a family")
+}
+
+/// Every series this runtime reports, for ListMetricDescriptors.
+pub fn descriptors() -> Vec<MetricDescriptor> {
+    FAMILIES
+        .iter()
+        .map(|f| MetricDescriptor {
+            name: f.name.to_string(),
+            help: f.help.to_string(),
+            label_keys: LABEL_KEYS
+                .iter()
+                .copied()
+                .chain(f.extra.key())
+                .map(str::to_string)
+                .collect(),
+        })
+        .collect()
+}
+
+/// Who a series is about: the values of [`LABEL_KEYS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeriesLabels {
+    pub container: String,
+    /// The cgroup path, as cAdvisor names a container.
+    pub id: String,
+    pub image: String,
+    /// The Docker container's name.
+    pub name: String,
+    pub namespace: String,
+    pub pod: String,
+}
+
+impl SeriesLabels {
+    fn values(&self) -> [&str; 6] {
+        [
+            &self.container,
+            &self.id,
+            &self.image,
+            &self.name,
+            &self.namespace,
+            &self.pod,
+        ]
+    }
+}
+
+/// One container's (or pod cgroup's) readings; what is `None` is left out.
+#[derive(Debug, Clone, Default)]
+pub struct Readings {
+    pub cpu: Option<Cpu>,
+    pub memory: Option<Memory>,
+    pub processes: Option<u64>,
+    pub threads: Option<u64>,
+    /// The writable layer, and the filesystem it lives on.
+    pub writable_layer: Option<(Usage, Filesystem)>,
+    pub created_s: Option<u64>,
+}
+
+/// Collects the series of one subject.
+struct Series<'a> {
+    labels: &'a SeriesLabels,
+    timestamp: i64,
+    out: Vec<Metric>,
+}
+
+impl Series<'_> {
+    fn push(&mut self, name: &str, value: u64, extra: Option<&str>) {
+        let family = family(name);
+        debug_assert_eq!(family.extra.key().is_some(), extra.is_some(), "{name}");
+        self.out.push(Metric {
+            name: family.name.to_string(),
+            timestamp: self.timestamp,
+            metric_type: family.kind as i32,
+            label_values: self
+                .labels
+                .values()
+                .into_iter()
+                .chain(extra)
+                .map(str::to_string)
+                .collect(),
+            value: Some(UInt64Value { value }),
+        });
+    }
+}
+
+const NS_PER_SECOND: u64 = 1_000_000_000;
+
+/// The series of one container (or of a pod's cgroup).
+pub fn container_series(labels: &SeriesLabels, readings: &Readings, timestamp: i64) -> Vec<Metric> {
+    let mut series = Series {
+        labels,
+        timestamp,
+        out: Vec::new(),
+    };
+    if let Some(cpu) = &readings.cpu {
+        series.push(CPU_USAGE, cpu.usage_ns / NS_PER_SECOND, Some("total"));
+        series.push(CPU_USER, cpu.user_ns / NS_PER_SECOND, None);
+        series.push(CPU_SYSTEM, cpu.system_ns / NS_PER_SECOND, None);
+        series.push(CFS_PERIODS, cpu.periods, None);
+        series.push(CFS_THROTTLED_PERIODS, cpu.throttled_periods, None);
+        series.push(
+            CFS_THROTTLED_SECONDS,
+            cpu.throttled_ns / NS_PER_SECOND,
+            None,
+        );
+        series.push(SPEC_CPU_SHARES, cpu.shares, None);
+        if cpu.quota_us > 0 {
+            series.push(SPEC_CPU_QUOTA, cpu.quota_us, None);
+            series.push(SPEC_CPU_PERIOD, cpu.period_us, None);
+        }
+    }
+    if let Some(memory) = &readings.memory {
+        series.push(MEMORY_USAGE, memory.usage, None);
+        series.push(MEMORY_WORKING_SET, memory.working_set, None);
+        series.push(MEMORY_RSS, memory.rss, None);
+        series.push(MEMORY_CACHE, memory.cache, None);
+        series.push(MEMORY_MAPPED_FILE, memory.mapped_file, None);
+        series.push(MEMORY_SWAP, memory.swap, None);
+        series.push(MEMORY_MAX_USAGE, memory.max_usage, None);
+        series.push(MEMORY_FAILCNT, memory.failcnt, None);
+        if let Some(kills) = memory.oom_kills {
+            series.push(OOM_EVENTS, kills, None);
+        }
+        series.push(SPEC_MEMORY_LIMIT, memory.limit.unwrap_or(0), None);
+        series.push(
+            SPEC_MEMORY_RESERVATION,
+            memory.reservation.unwrap_or(0),
+            None,
+        );
+    }
+    if let Some(processes) = readings.processes {
+        series.push(PROCESSES, processes, None);
+    }
+    if let Some(threads) = readings.threads {
+        series.push(THREADS, threads, None);
+    }
+    if let Some((usage, fs)) = &readings.writable_layer {
+        let device = Some(fs.device.as_str());
+        series.push(FS_USAGE, usage.bytes, device);
+        series.push(FS_LIMIT, fs.capacity_bytes, device);
+        series.push(FS_INODES_TOTAL, fs.inodes_total, device);
+        series.push(FS_INODES_FREE, fs.inodes_free, device);
+    }
+    if let Some(created) = readings.created_s {
+        series.push(START_TIME, created, None);
+    }
+    series.push(LAST_SEEN, (timestamp.max(0) as u64) / NS_PER_SECOND, None);
+    series.out
+}
+
+/// A pod's network series, one set per interface.
+pub fn network_series(
+    labels: &SeriesLabels,
+    interfaces: &[InterfaceCounters],
+    timestamp: i64,
+) -> Vec<Metric> {
+    let mut series = Series {
+        labels,
+        timestamp,
+        out: Vec::new(),
+    };
+    for i in interfaces {
+        let name = Some(i.name.as_str());
+        series.push(RX_BYTES, i.rx_bytes, name);
+        series.push(RX_PACKETS, i.rx_packets, name);
+        series.push(RX_ERRORS, i.rx_errors, name);
+        series.push(RX_DROPPED, i.rx_dropped, name);
+        series.push(TX_BYTES, i.tx_bytes, name);
+        series.push(TX_PACKETS, i.tx_packets, name);
+        series.push(TX_ERRORS, i.tx_errors, name);
+        series.push(TX_DROPPED, i.tx_dropped, name);
+    }
+    series.out
+}
+
+fn readings_of(cgroup: &ContainerCgroup) -> Readings {
+    Readings {
+        cpu: cgroup.cpu(),
+        memory: cgroup.memory(),
+        processes: cgroup.process_count(),
+        threads: cgroup.thread_count(),
+        ..Readings::default()
+    }
+}
+
+fn image_of(record: &Record) -> String {
+    record
+        .inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+impl DockerCri {
+    pub fn list_metric_descriptors(&self) -> Vec<MetricDescriptor> {
+        descriptors()
+    }
+
+    /// The series of every ready pod and of its running containers.
+    pub async fn list_pod_sandbox_metrics(&self) -> Result<Vec<PodSandboxMetrics>> {
+        self.store.ensure_synced().await?;
+        let timestamp = crate::time::system_now_ns();
+        let filesystem = match self.disk_usage.filesystem() {
+            Ok(fs) => Some(fs),
+            Err(e) => {
+                tracing::debug!(error = %e, "no statfs of the data root");
+                None
+            }
+        };
+        let mut containers_by_pod: HashMap<String, Vec<std::sync::Arc<Record>>> = HashMap::new();
+        for record in self.store.all(Kind::Container) {
+            if record.phase == Phase::Running {
+                containers_by_pod
+                    .entry(record.sandbox_id.clone())
+                    .or_default()
+                    .push(record);
+            }
+        }
+        let mut pods = Vec::new();
+        for sandbox in self.store.all(Kind::Sandbox) {
+            if sandbox.phase != Phase::Running {
+                continue;
+            }
+            let Some(pause) = self.running_facts(&sandbox.id).await? else {
+                continue;
+            };
+            let metadata = naming::parse_sandbox_name(&sandbox.name).unwrap_or_default();
+            let pod_labels = |container: &str, id: &str, image: String, name: &str| SeriesLabels {
+                container: container.to_string(),
+                id: id.to_string(),
+                image,
+                name: name.to_string(),
+                namespace: metadata.namespace.clone(),
+                pod: metadata.name.clone(),
+            };
+            let pause_labels = pod_labels(
+                POD_CONTAINER,
+                pause.cgroup.path(),
+                image_of(&sandbox),
+                &sandbox.name,
+            );
+            let mut metrics = Vec::new();
+            if let Some(interfaces) = super::pod_interfaces(pause.pid) {
+                metrics.extend(network_series(&pause_labels, &interfaces, timestamp));
+            }
+            // The pod's own cgroup, as cAdvisor reports it: no container name.
+            if super::has_cgroup_parent(Some(&sandbox.inspect))
+                && let Some(pod_cgroup) = pause.cgroup.parent()
+            {
+                let labels = pod_labels("", pod_cgroup.path(), String::new(), "");
+                metrics.extend(container_series(
+                    &labels,
+                    &readings_of(&pod_cgroup),
+                    timestamp,
+                ));
+            }
+            let mut container_metrics = Vec::new();
+            for record in containers_by_pod.remove(&sandbox.id).unwrap_or_default() {
+                let Some(facts) = self.running_facts(&record.id).await? else {
+                    continue;
+                };
+                let container_name = naming::parse_container_name(&record.name)
+                    .map(|m| m.name)
+                    .unwrap_or_default();
+                let labels = pod_labels(
+                    &container_name,
+                    facts.cgroup.path(),
+                    image_of(&record),
+                    &record.name,
+                );
+                let mut readings = readings_of(&facts.cgroup);
+                readings.writable_layer = self
+                    .disk_usage
+                    .writable_layer(&record.id)
+                    .zip(filesystem.clone());
+                readings.created_s = Some(record.created_ns.max(0) as u64 / NS_PER_SECOND);
+                container_metrics.push(ContainerMetrics {
+                    container_id: record.id.clone(),
+                    metrics: container_series(&labels, &readings, timestamp),
+                });
+            }
+            pods.push(PodSandboxMetrics {
+                pod_sandbox_id: sandbox.id.clone(),
+                metrics,
+                container_metrics,
+            });
+        }
+        Ok(pods)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> SeriesLabels {
+        SeriesLabels {
+            container: "app".into(),
+            id: "/kubepods/podA/abc".into(),
+            image: "busybox:1.36".into(),
+            name: "k8s_app_web_default_A_0".into(),
+            namespace: "default".into(),
+            pod: "web".into(),
+        }
+    }
+
+    #[test]
+    fn every_descriptor_is_unique_and_keyed_like_cadvisor() {
+        let all = descriptors();
+        let mut names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        let cpu = all.iter().find(|d| d.name == CPU_USAGE).unwrap();
+        assert_eq!(
+            cpu.label_keys,
+            [
+                "container",
+                "id",
+                "image",
+                "name",
+                "namespace",
+                "pod",
+                "cpu"
+            ]
+        );
+        let rx = all.iter().find(|d| d.name == RX_BYTES).unwrap();
+        assert_eq!(rx.label_keys.last().unwrap(), "interface");
+        for required in [
+            CPU_USAGE,
+            MEMORY_WORKING_SET,
+            MEMORY_USAGE,
+            MEMORY_RSS,
+            SPEC_MEMORY_LIMIT,
+            FS_USAGE,
+            RX_BYTES,
+            TX_BYTES,
+            PROCESSES,
+            OOM_EVENTS,
+        ] {
+            assert!(names.contains(&required), "{required}");
+        }
+    }
+
+    #[test]
+    fn series_carry_as_many_values_as_their_descriptor_has_keys() {
+        let keys: HashMap<String, usize> = descriptors()
+            .into_iter()
+            .map(|d| (d.name, d.label_keys.len()))
+            .collect();
+        let readings = Readings {
+            cpu: Some(Cpu {
+                usage_ns: 3_500_000_000,
+                quota_us: 50_000,
+                period_us: 100_000,
+                ..Cpu::default()
+            }),
+            memory: Some(Memory {
+                usage: 10,
+                working_set: 8,
+                oom_kills: Some(2),
+                ..Memory::default()
+            }),
+            processes: Some(3),
+            threads: Some(4),
+            writable_layer: Some((
+                Usage {
+                    bytes: 4096,
+                    inodes: 2,
+                },
+                Filesystem {
+                    device: "/dev/sda1".into(),
+                    capacity_bytes: 1 << 30,
+                    inodes_total: 100,
+                    inodes_free: 50,
+                },
+            )),
+            created_s: Some(1_700_000_000),
+        };
+        let mut all = container_series(&labels(), &readings, 5_000_000_000);
+        all.extend(network_series(
+            &labels(),
+            &[InterfaceCounters {
+                name: "eth0".into(),
+                rx_bytes: 7,
+                ..InterfaceCounters::default()
+            }],
+            5_000_000_000,
+        ));
+        for metric in &all {
+            assert_eq!(
+                metric.label_values.len(),
+                keys[&metric.name],
+                "{}",
+                metric.name
+            );
+        }
+        let value = |name: &str| {
+            all.iter()
+                .find(|m| m.name == name)
+                .map(|m| (m.value.unwrap().value, m.label_values.clone()))
+                .unwrap()
+        };
+        let (cpu, cpu_labels) = value(CPU_USAGE);
+        assert_eq!(cpu, 3, "whole seconds");
+        assert_eq!(cpu_labels.last().unwrap(), "total");
+        assert_eq!(value(OOM_EVENTS).0, 2);
+        assert_eq!(
+            value(SPEC_MEMORY_LIMIT).0,
+            0,
+            "no limit reads as 0, as in cAdvisor"
+        );
+        assert_eq!(value(SPEC_CPU_QUOTA).0, 50_000);
+        let (fs, fs_labels) = value(FS_USAGE);
+        assert_eq!(
+            (fs, fs_labels.last().unwrap().as_str()),
+            (4096, "/dev/sda1")
+        );
+        let (rx, rx_labels) = value(RX_BYTES);
+        assert_eq!((rx, rx_labels.last().unwrap().as_str()), (7, "eth0"));
+        assert_eq!(value(LAST_SEEN).0, 5);
+        assert_eq!(
+            all.iter()
+                .find(|m| m.name == CPU_USAGE)
+                .unwrap()
+                .metric_type,
+            MetricType::Counter as i32
+        );
+    }
+
+    #[test]
+    fn unknown_readings_are_left_out() {
+        let all = container_series(&labels(), &Readings::default(), 0);
+        let names: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, [LAST_SEEN]);
+    }
+}
