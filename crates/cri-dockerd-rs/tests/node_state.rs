@@ -76,6 +76,10 @@ async fn relist(shim: &Shim) -> Vec<String> {
     rt.list_pod_sandbox_stats(ListPodSandboxStatsRequest::default())
         .await
         .unwrap();
+    // What the kubelet's /metrics/cadvisor scrape calls.
+    rt.list_pod_sandbox_metrics(ListPodSandboxMetricsRequest::default())
+        .await
+        .unwrap();
     pods.into_iter()
         .map(|p| p.id)
         .chain(ctrs.into_iter().map(|c| c.id))

@@ -286,19 +286,36 @@ impl ContainerCgroup {
         }
     }
 
-    /// The processes in the container's cgroup.
+    /// The processes in the cgroup and the cgroups below it (a pod's are
+    /// all in its containers' cgroups), as cAdvisor counts them.
     pub fn processes(&self) -> std::io::Result<Vec<i64>> {
-        let path = match &self.dirs {
-            Dirs::V1(_) => self
-                .v1("pids", "cgroup.procs")
-                .or_else(|| self.v1("memory", "cgroup.procs")),
-            Dirs::V2(_) => self.v2("cgroup.procs"),
+        let dir = match &self.dirs {
+            Dirs::V1(dirs) => dirs.get("pids").or_else(|| dirs.get("memory")).cloned(),
+            Dirs::V2(dir) => Some(dir.clone()),
         }
         .ok_or_else(|| std::io::Error::other("no cgroup with a process list"))?;
-        Ok(std::fs::read_to_string(path)?
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect())
+        let mut pids = Vec::new();
+        let mut stack = vec![dir];
+        let mut top = true;
+        while let Some(dir) = stack.pop() {
+            let procs = match std::fs::read_to_string(dir.join("cgroup.procs")) {
+                Ok(procs) => procs,
+                // A child cgroup removed under the walk.
+                Err(e) if !top && e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            top = false;
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i64>().ok()));
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        Ok(pids)
     }
 
     /// Hugepage limits (`2MB`, `1GB` page sizes, as the kubelet sends them).
@@ -533,6 +550,25 @@ mod tests {
                 period_us: 100000,
             })
         );
+    }
+
+    #[test]
+    fn processes_include_child_cgroups() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = dir.path().join("pids/pod");
+        write(&pod, "cgroup.procs", "");
+        write(&pod.join("pause"), "cgroup.procs", "10\n");
+        write(&pod.join("app"), "cgroup.procs", "20\n21\n");
+        write(&pod, "pids.current", "5\n");
+        let cg = ContainerCgroup {
+            path: "/pod".into(),
+            dirs: Dirs::V1(HashMap::from([("pids".to_string(), pod)])),
+        };
+        let mut pids = cg.processes().unwrap();
+        pids.sort();
+        assert_eq!(pids, [10, 20, 21]);
+        assert_eq!(cg.process_count(), Some(3));
+        assert_eq!(cg.thread_count(), Some(5), "pids.current counts threads");
     }
 
     #[test]
