@@ -141,6 +141,33 @@ async fn main() {
             }
         })
         .await,
+        time(
+            "ListPodSandboxMetrics (5 pods, 50 containers)",
+            ROUNDS,
+            || {
+                let mut r = runtime.clone();
+                async move {
+                    let pods = r
+                        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest::default())
+                        .await
+                        .unwrap()
+                        .into_inner()
+                        .pod_metrics;
+                    assert!(pods.len() >= PODS);
+                }
+            },
+        )
+        .await,
+        time("ImageFsInfo", ROUNDS, || {
+            let mut images = shim.images.clone();
+            async move {
+                images
+                    .image_fs_info(ImageFsInfoRequest::default())
+                    .await
+                    .unwrap();
+            }
+        })
+        .await,
     ];
     for t in &timings {
         t.report();

@@ -221,16 +221,13 @@ impl ContainerCgroup {
         })
     }
 
+    /// Usage, the breakdown `memory.stat` gives and the limit: what the CRI
+    /// stats report, read every few seconds.
     pub fn memory(&self) -> Option<Memory> {
         if let Some(usage) = self.v1("memory", "memory.usage_in_bytes") {
             let stat = read_flat_keyed(&self.v1("memory", "memory.stat")?)?;
             let usage = read_u64(&usage)?;
-            let file = |name: &str| self.v1("memory", name).and_then(|p| read_u64(&p));
             let stat = |key: &str| stat.get(key).copied().unwrap_or(0);
-            let oom_kills = self
-                .v1("memory", "memory.oom_control")
-                .and_then(|p| read_flat_keyed(&p))
-                .and_then(|c| c.get("oom_kill").copied());
             return Some(Memory {
                 usage,
                 // As cAdvisor (and so the kubelet) count it.
@@ -241,20 +238,16 @@ impl ContainerCgroup {
                 swap: stat("total_swap"),
                 page_faults: stat("total_pgfault"),
                 major_page_faults: stat("total_pgmajfault"),
-                max_usage: file("memory.max_usage_in_bytes").unwrap_or(0),
-                failcnt: file("memory.failcnt").unwrap_or(0),
-                oom_kills,
-                limit: file("memory.limit_in_bytes").filter(|l| *l < UNLIMITED),
-                reservation: file("memory.soft_limit_in_bytes").filter(|l| *l < UNLIMITED),
+                limit: self
+                    .v1("memory", "memory.limit_in_bytes")
+                    .and_then(|p| read_u64(&p))
+                    .filter(|l| *l < UNLIMITED),
+                ..Memory::default()
             });
         }
         let usage = read_u64(&self.v2("memory.current")?)?;
         let stat = read_flat_keyed(&self.v2("memory.stat")?)?;
         let file = |name: &str| self.v2(name).and_then(|p| read_u64(&p));
-        let events = self
-            .v2("memory.events")
-            .and_then(|p| read_flat_keyed(&p))
-            .unwrap_or_default();
         let stat = |key: &str| stat.get(key).copied().unwrap_or(0);
         Some(Memory {
             usage,
@@ -265,12 +258,36 @@ impl ContainerCgroup {
             swap: file("memory.swap.current").unwrap_or(0),
             page_faults: stat("pgfault"),
             major_page_faults: stat("pgmajfault"),
-            max_usage: file("memory.peak").unwrap_or(0),
-            failcnt: events.get("max").copied().unwrap_or(0),
-            oom_kills: events.get("oom_kill").copied(),
             limit: file("memory.max").filter(|l| *l < UNLIMITED),
-            reservation: file("memory.low").filter(|l| *l > 0 && *l < UNLIMITED),
+            ..Memory::default()
         })
+    }
+
+    /// [`Self::memory`] with the peak, the limit hits, the OOM kills and the
+    /// soft limit, which only the metrics report.
+    pub fn memory_in_full(&self) -> Option<Memory> {
+        let mut memory = self.memory()?;
+        if matches!(self.dirs, Dirs::V1(_)) {
+            let file = |name: &str| self.v1("memory", name).and_then(|p| read_u64(&p));
+            memory.max_usage = file("memory.max_usage_in_bytes").unwrap_or(0);
+            memory.failcnt = file("memory.failcnt").unwrap_or(0);
+            memory.reservation = file("memory.soft_limit_in_bytes").filter(|l| *l < UNLIMITED);
+            memory.oom_kills = self
+                .v1("memory", "memory.oom_control")
+                .and_then(|p| read_flat_keyed(&p))
+                .and_then(|c| c.get("oom_kill").copied());
+            return Some(memory);
+        }
+        let file = |name: &str| self.v2(name).and_then(|p| read_u64(&p));
+        let events = self
+            .v2("memory.events")
+            .and_then(|p| read_flat_keyed(&p))
+            .unwrap_or_default();
+        memory.max_usage = file("memory.peak").unwrap_or(0);
+        memory.failcnt = events.get("max").copied().unwrap_or(0);
+        memory.oom_kills = events.get("oom_kill").copied();
+        memory.reservation = file("memory.low").filter(|l| *l > 0 && *l < UNLIMITED);
+        Some(memory)
     }
 
     /// Processes (not threads) in the cgroup, as cAdvisor counts them.
@@ -518,8 +535,14 @@ mod tests {
             ])),
         };
         assert_eq!(cg.cpu_usage_ns(), Some(123456789));
+        let basic = cg.memory().unwrap();
         assert_eq!(
-            cg.memory(),
+            (basic.working_set, basic.oom_kills),
+            (700, None),
+            "stats read less"
+        );
+        assert_eq!(
+            cg.memory_in_full(),
             Some(Memory {
                 usage: 1000,
                 working_set: 700,
@@ -599,7 +622,7 @@ mod tests {
             path: "/pod".into(),
             dirs: Dirs::V2(d),
         };
-        let memory = cg.memory().unwrap();
+        let memory = cg.memory_in_full().unwrap();
         assert_eq!(memory.working_set, 1500);
         assert_eq!(memory.limit, None, "max is no limit");
         assert_eq!(memory.reservation, None);

@@ -449,7 +449,7 @@ pub fn network_series(
 fn readings_of(cgroup: &ContainerCgroup) -> Readings {
     Readings {
         cpu: cgroup.cpu(),
-        memory: cgroup.memory(),
+        memory: cgroup.memory_in_full(),
         processes: cgroup.process_count(),
         threads: cgroup.thread_count(),
         ..Readings::default()

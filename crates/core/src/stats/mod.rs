@@ -150,11 +150,13 @@ impl StatsState {
     }
 }
 
+/// What a container's stats and its pod's totals share. Process counts
+/// are left to the pod: only the pod reports them, and reading them costs
+/// a directory walk per container.
 #[derive(Default, Clone, Copy)]
 struct Sample {
     cpu_ns: u64,
     memory: Option<crate::stats::cgroups::Memory>,
-    processes: u64,
 }
 
 impl Sample {
@@ -162,7 +164,6 @@ impl Sample {
         Self {
             cpu_ns: cgroup.cpu_usage_ns().unwrap_or(0),
             memory: cgroup.memory(),
-            processes: cgroup.process_count().unwrap_or(0),
         }
     }
 }
@@ -430,7 +431,6 @@ impl DockerCri {
         let mut memory_seen = false;
         let mut add = |s: &Sample| {
             total.cpu_ns += s.cpu_ns;
-            total.processes += s.processes;
             if let Some(m) = s.memory {
                 memory_seen = true;
                 let t = total.memory.get_or_insert_default();
@@ -446,11 +446,20 @@ impl DockerCri {
         {
             add(&Sample::of(&facts.cgroup));
         }
+        let mut processes = match (&pod_cgroup, &pause) {
+            (Some(pod), _) => pod.process_count().unwrap_or(0),
+            (None, Some(pause)) => pause.cgroup.process_count().unwrap_or(0),
+            (None, None) => 0,
+        };
         let mut container_stats = Vec::with_capacity(containers.len());
         for attributes in containers {
+            let id = attributes.id.clone();
             let (stats, sample) = self.one_container_stats(attributes).await?;
             if pod_cgroup.is_none() {
                 add(&sample);
+                if let Some(facts) = self.running_facts(&id).await? {
+                    processes += facts.cgroup.process_count().unwrap_or(0);
+                }
             }
             container_stats.push(stats);
         }
@@ -484,7 +493,7 @@ impl DockerCri {
                 network,
                 process: Some(ProcessUsage {
                     timestamp,
-                    process_count: uint(total.processes),
+                    process_count: uint(processes),
                 }),
                 containers: container_stats,
                 io: None,
