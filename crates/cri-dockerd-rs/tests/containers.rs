@@ -80,11 +80,19 @@ async fn the_process_sees_its_env_command_workdir_hostname_and_dns() {
     assert_eq!(status.state, ContainerState::ContainerRunning as i32);
     assert_eq!(status.metadata.unwrap().name, "app");
     assert_eq!(status.image.unwrap().image, BUSYBOX_IMAGE);
-    assert!(
-        status.image_ref.starts_with("docker://sha256:"),
-        "{}",
-        status.image_ref
-    );
+    // cri-dockerd's rule: the image's first repo digest when it has one
+    // (another test or a push may have given it one), else its ID.
+    let image = test_env()
+        .await
+        .docker
+        .inspect_image(BUSYBOX_IMAGE)
+        .await
+        .unwrap();
+    let expected = match image.repo_digests.unwrap_or_default().first() {
+        Some(digest) => format!("docker-pullable://{digest}"),
+        None => format!("docker://{}", image.id.unwrap()),
+    };
+    assert_eq!(status.image_ref, expected);
     assert!(status.started_at >= status.created_at && status.created_at > 0);
     assert_eq!(status.user.unwrap().linux.unwrap().uid, 0);
 }
@@ -372,6 +380,55 @@ async fn reopen_under_fast_writes_always_leaves_a_file() {
         );
         std::fs::remove_file(&rotated).unwrap();
     }
+}
+
+/// ContainerStatus reports each mount's propagation as Docker holds it
+/// (critest's mount propagation tests read it back). The container is only
+/// created: starting an rslave or rshared bind needs a source under a shared
+/// mount, which a test cannot assume of the host.
+#[tokio::test(flavor = "multi_thread")]
+async fn container_status_reports_mount_propagation() {
+    test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let (pod_id, pod_config) = pod(&shim, "prop").await;
+    let host_dir = tempfile::tempdir().unwrap();
+    let mut config = sleeper("prop");
+    let wanted = [
+        ("/private", MountPropagation::PropagationPrivate),
+        ("/slave", MountPropagation::PropagationHostToContainer),
+        ("/shared", MountPropagation::PropagationBidirectional),
+    ];
+    config.mounts = wanted
+        .iter()
+        .map(|(path, propagation)| Mount {
+            container_path: (*path).into(),
+            host_path: host_dir.path().display().to_string(),
+            propagation: *propagation as i32,
+            ..Default::default()
+        })
+        .collect();
+    let id = containers::create(&shim.runtime, &pod_id, config, &pod_config)
+        .await
+        .expect("CreateContainer");
+    let status = containers::status(&shim.runtime, &id).await;
+    let mut seen: Vec<(String, i32)> = status
+        .mounts
+        .iter()
+        .map(|m| (m.container_path.clone(), m.propagation))
+        .collect();
+    seen.sort();
+    let mut expected: Vec<(String, i32)> = wanted
+        .iter()
+        .map(|(path, propagation)| (path.to_string(), *propagation as i32))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert!(
+        status
+            .mounts
+            .iter()
+            .all(|m| m.host_path == host_dir.path().display().to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -265,6 +265,9 @@ impl DockerCri {
             .unwrap_or_default()
             .into_iter()
             .map(|m| Mount {
+                propagation: crate::translate::container::cri_propagation(
+                    m.propagation.as_deref().unwrap_or_default(),
+                ) as i32,
                 host_path: m.source.unwrap_or_default(),
                 container_path: m.destination.unwrap_or_default(),
                 readonly: m.rw == Some(false),

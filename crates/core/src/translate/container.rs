@@ -49,6 +49,16 @@ pub fn log_path(config: &ContainerConfig, sandbox: &PodSandboxConfig) -> String 
         .to_string()
 }
 
+/// Docker's propagation of a mount (`docker inspect` → Mounts) as the CRI
+/// names it; Docker's default, rprivate, and anything unknown are private.
+pub fn cri_propagation(docker: &str) -> MountPropagation {
+    match docker {
+        "rshared" | "shared" => MountPropagation::PropagationBidirectional,
+        "rslave" | "slave" => MountPropagation::PropagationHostToContainer,
+        _ => MountPropagation::PropagationPrivate,
+    }
+}
+
 fn bind_string(m: &cri_dockerd_api::v1::Mount) -> String {
     let mut attrs = Vec::new();
     if m.readonly {
@@ -602,6 +612,29 @@ mod tests {
         assert!(
             err.contains("Docker Engine 28 (API 1.48)") && err.contains("API 1.41"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn docker_propagation_back_to_the_cri() {
+        for p in [
+            MountPropagation::PropagationPrivate,
+            MountPropagation::PropagationHostToContainer,
+            MountPropagation::PropagationBidirectional,
+        ] {
+            let m = cri_dockerd_api::v1::Mount {
+                host_path: "/h".into(),
+                container_path: "/c".into(),
+                propagation: p as i32,
+                ..Default::default()
+            };
+            let docker = bind_string(&m).rsplit(':').next().unwrap().to_string();
+            assert_eq!(cri_propagation(&docker), p, "{docker}");
+        }
+        assert_eq!(cri_propagation(""), MountPropagation::PropagationPrivate);
+        assert_eq!(
+            cri_propagation("rprivate"),
+            MountPropagation::PropagationPrivate
         );
     }
 
