@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -109,7 +111,7 @@ impl CniManager {
     }
 
     pub fn set_pod_cidr(&self, cidr: &str) {
-        *self.pod_cidr.lock().expect("pod cidr lock") = cidr.to_string();
+        *self.pod_cidr.lock() = cidr.to_string();
     }
 
     /// What identifies the state of the config and plugin directories, so
@@ -142,7 +144,7 @@ impl CniManager {
     /// The network pods are attached to, re-checked on every call.
     pub fn network(&self) -> Result<Arc<NetworkConfigList>, Error> {
         let fingerprint = self.fingerprint();
-        let mut loaded = self.loaded.lock().expect("network config lock");
+        let mut loaded = self.loaded.lock();
         let fresh = matches!(&*loaded, Some((print, _)) if *print == fingerprint);
         if !fresh {
             let result = load_default_network(&self.settings.conf_dir, &self.settings.bin_dirs)
@@ -178,7 +180,7 @@ impl CniManager {
             "portMappings".into(),
             serde_json::to_value(ports).expect("port mappings serialise"),
         );
-        let cidr = self.pod_cidr.lock().expect("pod cidr lock").clone();
+        let cidr = self.pod_cidr.lock().clone();
         capability_args.insert("ipRanges".into(), serde_json::json!([[{ "subnet": cidr }]]));
         RuntimeConf {
             container_id: pod.sandbox_id.clone(),
@@ -233,7 +235,7 @@ impl CniManager {
     }
 
     fn forget_network(&self, sandbox_id: &str) {
-        let mut memo = self.networks.lock().expect("networks memo");
+        let mut memo = self.networks.lock();
         memo.generation += 1;
         memo.answers.remove(sandbox_id);
     }
@@ -352,14 +354,14 @@ impl CniManager {
     /// is entered to find the pod's IPs.
     pub fn cached_network(&self, sandbox_id: &str) -> Option<PodNetwork> {
         let generation = {
-            let memo = self.networks.lock().expect("networks memo");
+            let memo = self.networks.lock();
             if let Some(known) = memo.answers.get(sandbox_id) {
                 return known.clone();
             }
             memo.generation
         };
         let network = self.read_cached_network(sandbox_id);
-        let mut memo = self.networks.lock().expect("networks memo");
+        let mut memo = self.networks.lock();
         if memo.generation == generation {
             if memo.answers.len() >= MAX_REMEMBERED_NETWORKS {
                 memo.answers.clear();

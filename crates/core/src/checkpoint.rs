@@ -177,8 +177,8 @@ const MAX_REPORTED: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     dir: PathBuf,
-    decoded: std::sync::Arc<std::sync::Mutex<Decoded>>,
-    reported: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    decoded: std::sync::Arc<parking_lot::Mutex<Decoded>>,
+    reported: std::sync::Arc<parking_lot::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl CheckpointStore {
@@ -197,7 +197,8 @@ impl CheckpointStore {
     }
 
     fn path(&self, sandbox_id: &str) -> Result<PathBuf> {
-        if sandbox_id.is_empty() || sandbox_id.starts_with('.') || sandbox_id.contains('/') {
+        if sandbox_id.is_empty() || sandbox_id.starts_with('.') || sandbox_id.contains(['/', '\0'])
+        {
             return Err(Error::InvalidArgument(format!(
                 "invalid sandbox id {sandbox_id:?}"
             )));
@@ -237,7 +238,7 @@ impl CheckpointStore {
             }
             Err(e) => return Err(Error::io(format!("reading {}", path.display()))(e)),
         };
-        if let Some((seen, checkpoint)) = self.decoded.lock().expect("checkpoints").get(sandbox_id)
+        if let Some((seen, checkpoint)) = self.decoded.lock().get(sandbox_id)
             && *seen == stamp
         {
             return Ok(Some(checkpoint.clone()));
@@ -251,17 +252,13 @@ impl CheckpointStore {
             .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
         self.decoded
             .lock()
-            .expect("checkpoints")
             .insert(sandbox_id.to_string(), (stamp, checkpoint.clone()));
         Ok(Some(checkpoint))
     }
 
     fn forget(&self, sandbox_id: &str) {
-        self.decoded.lock().expect("checkpoints").remove(sandbox_id);
-        self.reported
-            .lock()
-            .expect("checkpoints")
-            .remove(sandbox_id);
+        self.decoded.lock().remove(sandbox_id);
+        self.reported.lock().remove(sandbox_id);
     }
 
     /// The checkpoint, or `None` when there is none or it cannot be read:
@@ -270,7 +267,7 @@ impl CheckpointStore {
         match self.read(sandbox_id) {
             Ok(checkpoint) => checkpoint,
             Err(e) => {
-                let mut reported = self.reported.lock().expect("checkpoints");
+                let mut reported = self.reported.lock();
                 if reported.len() >= MAX_REPORTED {
                     reported.clear();
                 }

@@ -2,7 +2,9 @@
 //! every CRI call; each call family lives with its concern (`sandbox/`,
 //! `container/`, `image/`, `stats/`, `streams/`, `events`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -27,7 +29,7 @@ pub struct DockerCri {
     pub(crate) docker: Docker,
     pub(crate) settings: RuntimeSettings,
     /// What the daemon is (cgroup driver, root dir, runtimes, API version).
-    pub(crate) facts: DockerFacts,
+    facts: crate::facts::FactsCell,
     /// Sandboxes and containers as last seen, kept current by Docker's events.
     pub(crate) store: Arc<crate::store::NodeStore>,
     /// sandbox/: cri-dockerd's checkpoints.
@@ -99,10 +101,10 @@ impl DockerCri {
         let store = crate::store::NodeStore::new(docker.clone());
         store.start().await?;
         let disk_usage = UsageMonitor::start(facts.root_dir.clone(), &store);
-        Ok(Arc::new(Self {
+        let cri = Arc::new(Self {
             docker,
             settings,
-            facts,
+            facts: crate::facts::FactsCell::new(facts),
             checkpoints,
             cni,
             oom,
@@ -118,7 +120,9 @@ impl DockerCri {
             stats: crate::stats::StatsState::new(),
             streaming,
             store,
-        }))
+        });
+        cri.refresh_facts_on_resync();
+        Ok(cri)
     }
 
     pub fn settings(&self) -> &RuntimeSettings {
@@ -129,8 +133,32 @@ impl DockerCri {
         &self.docker
     }
 
-    pub fn facts(&self) -> &DockerFacts {
-        &self.facts
+    /// What the daemon is, as last gathered.
+    pub fn facts(&self) -> Arc<DockerFacts> {
+        self.facts.get()
+    }
+
+    /// Each time the store is back in step after losing Docker, the daemon
+    /// may be a new one (restarted, upgraded, reconfigured): its facts and
+    /// version are asked again.
+    fn refresh_facts_on_resync(self: &Arc<Self>) {
+        let mut synced = self.store.synced_changes();
+        let cri = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                if synced.wait_for(|s| !*s).await.is_err() {
+                    return;
+                }
+                if synced.wait_for(|s| *s).await.is_err() {
+                    return;
+                }
+                let Some(cri) = cri.upgrade() else { return };
+                *cri.version_cache.lock() = None;
+                if let Err(e) = cri.facts.refresh(&cri.docker).await {
+                    tracing::warn!(error = %e, "could not ask Docker for its facts again");
+                }
+            }
+        });
     }
 
     /// Removes a Docker container with its anonymous volumes, running or
@@ -151,7 +179,7 @@ impl DockerCri {
     /// The Docker server version, cached for a minute as cri-dockerd does:
     /// the kubelet asks often and it does not change under a running daemon.
     pub(crate) async fn docker_version(&self) -> Result<String> {
-        if let Some((at, version)) = &*self.version_cache.lock().expect("version cache")
+        if let Some((at, version)) = &*self.version_cache.lock()
             && at.elapsed() < VERSION_CACHE_TTL
         {
             return Ok(version.clone());
@@ -163,8 +191,7 @@ impl DockerCri {
             .map_err(Error::docker("docker version"))?
             .version
             .unwrap_or_default();
-        *self.version_cache.lock().expect("version cache") =
-            Some((Instant::now(), version.clone()));
+        *self.version_cache.lock() = Some((Instant::now(), version.clone()));
         Ok(version)
     }
 }

@@ -97,9 +97,12 @@ fn docker_error_kind(error: &bollard::errors::Error) -> Kind {
             _ => Kind::Internal,
         },
         E::RequestTimeoutError => Kind::DeadlineExceeded,
-        E::SocketNotFoundError(_) | E::HyperResponseError { .. } | E::IOError { .. } => {
-            Kind::Unavailable
-        }
+        // The daemon's socket is missing, refuses, or drops the connection
+        // (dockerd stopped or restarting): the transport, not the request.
+        E::SocketNotFoundError(_)
+        | E::HyperResponseError { .. }
+        | E::HyperLegacyError { .. }
+        | E::IOError { .. } => Kind::Unavailable,
         _ => Kind::Internal,
     }
 }

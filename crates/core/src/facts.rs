@@ -1,7 +1,12 @@
-//! What the shim learns from `docker info` once at start.
+//! What the shim learns from `docker info`: at start, and again each time
+//! the store resyncs after losing Docker (a restarted daemon may have a new
+//! cgroup driver, root dir or runtimes).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use bollard::Docker;
 use bollard::models::{SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum};
@@ -52,5 +57,41 @@ impl DockerFacts {
     /// Docker API 1.44 brought recursive read-only bind mounts.
     pub fn supports_recursive_read_only(&self) -> bool {
         self.api_version >= (1, 44)
+    }
+}
+
+/// The daemon's facts as last gathered; readers take a snapshot.
+#[derive(Debug)]
+pub(crate) struct FactsCell {
+    current: RwLock<Arc<DockerFacts>>,
+}
+
+impl FactsCell {
+    pub(crate) fn new(facts: DockerFacts) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(facts)),
+        }
+    }
+
+    pub(crate) fn get(&self) -> Arc<DockerFacts> {
+        self.current.read().clone()
+    }
+
+    /// Asks Docker again; on failure the last facts stay.
+    pub(crate) async fn refresh(&self, docker: &Docker) -> Result<()> {
+        let facts = DockerFacts::gather(docker).await?;
+        let previous = std::mem::replace(&mut *self.current.write(), Arc::new(facts.clone()));
+        if previous.cgroup_driver != facts.cgroup_driver
+            || previous.root_dir != facts.root_dir
+            || previous.runtimes != facts.runtimes
+        {
+            tracing::info!(
+                cgroup_driver = ?facts.cgroup_driver,
+                root_dir = %facts.root_dir.display(),
+                runtimes = ?facts.runtimes,
+                "Docker's facts changed"
+            );
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,9 @@
 //! different sandboxes run in parallel.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
@@ -25,7 +27,6 @@ impl KeyedLocks {
         let mutex = self
             .table
             .lock()
-            .expect("lock table")
             .entry(key.to_string())
             .or_default()
             .clone();
@@ -40,14 +41,14 @@ impl KeyedLocks {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.table.lock().expect("lock table").len()
+        self.table.lock().len()
     }
 }
 
 impl Drop for KeyedGuard {
     fn drop(&mut self) {
         self.guard.take();
-        let mut table = self.table.lock().expect("lock table");
+        let mut table = self.table.lock();
         // The table and this guard hold the only references: nobody waits.
         if Arc::strong_count(&self.mutex) == 2 {
             table.remove(&self.key);

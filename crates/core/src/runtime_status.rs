@@ -73,11 +73,11 @@ impl DockerCri {
     /// the empty name is Docker's default runtime.
     fn runtime_handlers(&self) -> Vec<RuntimeHandler> {
         let features = Some(RuntimeHandlerFeatures {
-            recursive_read_only_mounts: self.facts.supports_recursive_read_only(),
+            recursive_read_only_mounts: self.facts().supports_recursive_read_only(),
             user_namespaces: false,
         });
         std::iter::once(String::new())
-            .chain(self.facts.runtimes.iter().cloned())
+            .chain(self.facts().runtimes.iter().cloned())
             .map(|name| RuntimeHandler { name, features })
             .collect()
     }
@@ -104,18 +104,18 @@ impl DockerCri {
             "cniNetwork": current_network,
             "hairpinMode": cni.hairpin_mode.to_string(),
             "imagePullProgressDeadline": format!("{}s", s.image_pull_progress_deadline.as_secs()),
-            "podCIDR": self.pod_cidr.lock().expect("pod cidr").clone(),
+            "podCIDR": self.pod_cidr.lock().clone(),
             "restrictOOMScoreAdj": self.oom.floor().is_some(),
             "oomScoreAdjFloor": self.oom.floor(),
-            "cgroupDriver": match self.facts.cgroup_driver { CgroupDriver::Systemd => "systemd", CgroupDriver::Cgroupfs => "cgroupfs" },
-            "dockerRootDir": self.facts.root_dir,
-            "dockerAPIVersion": format!("{}.{}", self.facts.api_version.0, self.facts.api_version.1),
+            "cgroupDriver": match self.facts().cgroup_driver { CgroupDriver::Systemd => "systemd", CgroupDriver::Cgroupfs => "cgroupfs" },
+            "dockerRootDir": self.facts().root_dir.clone(),
+            "dockerAPIVersion": format!("{}.{}", self.facts().api_version.0, self.facts().api_version.1),
         })
         .to_string()
     }
 
     pub fn runtime_config(&self) -> RuntimeConfigResponse {
-        let driver = match self.facts.cgroup_driver {
+        let driver = match self.facts().cgroup_driver {
             CgroupDriver::Systemd => CriCgroupDriver::Systemd,
             CgroupDriver::Cgroupfs => CriCgroupDriver::Cgroupfs,
         };
@@ -132,13 +132,13 @@ impl DockerCri {
             return;
         }
         tracing::info!(pod_cidr = cidr, "pod CIDR updated");
-        *self.pod_cidr.lock().expect("pod cidr") = Some(cidr.to_string());
+        *self.pod_cidr.lock() = Some(cidr.to_string());
         if let Some(cni) = &self.cni {
             cni.set_pod_cidr(cidr);
         }
     }
 
     pub fn pod_cidr(&self) -> Option<String> {
-        self.pod_cidr.lock().expect("pod cidr").clone()
+        self.pod_cidr.lock().clone()
     }
 }

@@ -1,8 +1,8 @@
 //! Single-use, short-lived tokens naming a streaming request. Nothing in a
 //! streaming URL but the token selects what runs.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -46,7 +46,7 @@ impl TokenCache {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        let mut entries = self.entries.lock().expect("token cache");
+        let mut entries = self.entries.lock();
         let ttl = self.ttl;
         entries.retain(|_, (created, _)| created.elapsed() < ttl);
         if entries.len() >= MAX_IN_FLIGHT {
@@ -58,7 +58,7 @@ impl TokenCache {
 
     /// The request, once: a second use or an expired token finds nothing.
     pub fn consume(&self, token: &str) -> Option<StreamRequest> {
-        let (created, request) = self.entries.lock().expect("token cache").remove(token)?;
+        let (created, request) = self.entries.lock().remove(token)?;
         (created.elapsed() < self.ttl).then_some(request)
     }
 }

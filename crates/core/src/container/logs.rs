@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -238,7 +240,7 @@ impl LogManager {
 
     /// Starts copying unless a copier for the container is still running.
     pub fn follow(&self, container_id: &str, path: PathBuf) {
-        let mut followers = self.followers.lock().expect("log followers");
+        let mut followers = self.followers.lock();
         if let Some(f) = followers.get(container_id)
             && !*f.done.borrow()
         {
@@ -272,7 +274,6 @@ impl LogManager {
         let done = self
             .followers
             .lock()
-            .expect("log followers")
             .get(container_id)
             .map(|f| f.done.clone());
         if let Some(mut done) = done {
@@ -283,7 +284,6 @@ impl LogManager {
     pub fn is_following(&self, container_id: &str) -> bool {
         self.followers
             .lock()
-            .expect("log followers")
             .get(container_id)
             .is_some_and(|f| !*f.done.borrow())
     }
@@ -292,7 +292,7 @@ impl LogManager {
     /// kubelet's log rotation expects after renaming the old one.
     pub async fn reopen(&self, container_id: &str) -> Option<std::io::Result<()>> {
         let control = {
-            let followers = self.followers.lock().expect("log followers");
+            let followers = self.followers.lock();
             let f = followers.get(container_id).filter(|f| !*f.done.borrow())?;
             f.control.clone()
         };
@@ -302,12 +302,7 @@ impl LogManager {
     }
 
     pub fn forget(&self, container_id: &str) {
-        if let Some(f) = self
-            .followers
-            .lock()
-            .expect("log followers")
-            .remove(container_id)
-        {
+        if let Some(f) = self.followers.lock().remove(container_id) {
             f.task.abort();
         }
     }

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result, is_docker_not_found, is_docker_not_modified};
 use crate::labels;
-use crate::store::{Freshness, running_pid};
+use crate::store::{Found, Freshness, running_pid};
 use crate::store::{Kind, Record};
 use crate::translate;
 
@@ -76,8 +76,17 @@ impl DockerCri {
             .map(|i| i.image.as_str())
             .filter(|i| !i.is_empty())
             .ok_or_else(|| Error::InvalidArgument("config.image.image is required".into()))?;
+        let resolved = self
+            .sandbox_record(sandbox_id, Freshness::Stored)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {sandbox_id} not found")))?
+            .id
+            .clone();
+        // RemovePodSandbox holds this lock while it removes the pod's
+        // containers: a container created outside it could outlive its pod.
+        let _pod_lock = self.locks.lock(&resolved).await;
         let sandbox = self
-            .sandbox_record(sandbox_id, Freshness::Current)
+            .sandbox_record(&resolved, Freshness::Current)
             .await?
             .ok_or_else(|| Error::NotFound(format!("pod sandbox {sandbox_id} not found")))?;
         let sandbox_id = sandbox.id.clone();
@@ -101,11 +110,11 @@ impl DockerCri {
         let grantable = crate::caps::restricted_bounding_set();
         let options = translate::container::ContainerOptions {
             sandbox_id: &sandbox_id,
-            cgroup_driver: self.facts.cgroup_driver,
+            cgroup_driver: self.facts().cgroup_driver,
             clamp_oom_score_adj: &clamp,
             runtime: runtime.as_deref(),
             read_file: &read_file,
-            docker_api: self.facts.api_version,
+            docker_api: self.facts().api_version,
             grantable_capabilities: grantable.as_deref(),
         };
         let (name, body) =
@@ -148,6 +157,10 @@ impl DockerCri {
     /// Honours `timeout` seconds, then Docker sends SIGKILL. A container
     /// that is already stopped, or gone, is fine.
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
+        let Some(id) = self.own_container_id(id).await? else {
+            return Ok(());
+        };
+        let id = id.as_str();
         let t = timeout.clamp(0, i32::MAX as i64) as i32;
         match self
             .docker
@@ -168,14 +181,30 @@ impl DockerCri {
         Ok(())
     }
 
+    /// The full id of one of our containers, for a stop or a remove:
+    /// `None` when it is gone (the call is then done, as the CRI asks);
+    /// NotFound for a sandbox or a container that is not ours, which must
+    /// be left untouched.
+    async fn own_container_id(&self, id: &str) -> Result<Option<String>> {
+        match self.store.find(id).await? {
+            Found::Ours(record) if record.kind == Kind::Container => Ok(Some(record.id.clone())),
+            Found::Gone => Ok(None),
+            Found::Ours(_) | Found::NotOurs => {
+                Err(Error::NotFound(format!("container {id} not found")))
+            }
+        }
+    }
+
     /// Removes the container and its CRI log file; one that is gone is fine.
     pub async fn remove_container(&self, id: &str) -> Result<()> {
-        let inspect = match self.inspect_container_checked(id).await {
+        let Some(full_id) = self.own_container_id(id).await? else {
+            return Ok(());
+        };
+        let inspect = match self.inspect_container_checked(&full_id).await {
             Ok(inspect) => inspect,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
-        let full_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
         self.logs.forget(&full_id);
         self.oom_kills.forget(&full_id);
         self.remove_docker_container(&full_id).await?;
@@ -222,7 +251,7 @@ impl DockerCri {
     /// archive the CRI asks for: the call answers Unimplemented, saying why.
     pub async fn checkpoint_container(&self, id: &str) -> Result<()> {
         let record = self.container_record(id, Freshness::Stored).await?;
-        let why = if self.facts.experimental {
+        let why = if self.facts().experimental {
             "this daemon is experimental, but cri-dockerd-rs does not turn Docker's checkpoints into the CRI's checkpoint archive"
         } else {
             "Docker checkpoints need CRIU and an experimental daemon (dockerd --experimental), and this daemon is not experimental"
@@ -240,7 +269,7 @@ impl DockerCri {
         let processes = crate::stats::cgroups::ContainerCgroup::of_process(
             pid,
             self.stats.mounts(),
-            self.facts.cgroup_v2,
+            self.facts().cgroup_v2,
         )
         .and_then(|cgroup| cgroup.processes())
         .unwrap_or_else(|_| vec![pid]);
@@ -277,7 +306,7 @@ impl DockerCri {
         let cgroup = match crate::stats::cgroups::ContainerCgroup::of_process(
             pid,
             self.stats.mounts(),
-            self.facts.cgroup_v2,
+            self.facts().cgroup_v2,
         ) {
             Ok(c) => c,
             Err(e) => {

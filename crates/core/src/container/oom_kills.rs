@@ -10,8 +10,8 @@
 //! event history decides. The answer is kept per container: the kubelet asks
 //! for the status of an exited container every second.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
@@ -74,7 +74,7 @@ impl OomKills {
         if flagged || !needs_history(inspect) {
             return flagged;
         }
-        if let Some(known) = self.known.lock().expect("oom kills").get(id) {
+        if let Some(known) = self.known.lock().get(id) {
             return *known;
         }
         let state = inspect.state.as_ref().expect("checked");
@@ -112,7 +112,7 @@ impl OomKills {
     }
 
     fn remember(&self, id: &str, oom_killed: bool) {
-        let mut known = self.known.lock().expect("oom kills");
+        let mut known = self.known.lock();
         if known.len() >= MAX_REMEMBERED {
             known.clear();
         }
@@ -120,7 +120,7 @@ impl OomKills {
     }
 
     pub(crate) fn forget(&self, id: &str) {
-        self.known.lock().expect("oom kills").remove(id);
+        self.known.lock().remove(id);
     }
 }
 

@@ -1,8 +1,8 @@
 //! What a container is, as the CRI reports it: ListContainers and
 //! ContainerStatus, served from the node state store.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
@@ -152,12 +152,7 @@ impl DockerCri {
     async fn image_names(&self, image_id: &str) -> (Vec<String>, Vec<String>) {
         let generation = self.store.image_generation();
         if self.store.is_synced()
-            && let Some((seen, tags, digests)) = self
-                .image_names
-                .cache
-                .lock()
-                .expect("image names")
-                .get(image_id)
+            && let Some((seen, tags, digests)) = self.image_names.cache.lock().get(image_id)
             && *seen == generation
         {
             return (tags.clone(), digests.clone());
@@ -169,7 +164,7 @@ impl DockerCri {
             ),
             Err(_) => (Vec::new(), Vec::new()),
         };
-        let mut cache = self.image_names.cache.lock().expect("image names");
+        let mut cache = self.image_names.cache.lock();
         cache.retain(|_, (seen, _, _)| *seen == generation);
         cache.insert(
             image_id.to_string(),

@@ -27,7 +27,7 @@ use crate::error::{
 };
 use crate::labels;
 use crate::naming;
-use crate::store::{Freshness, Kind, Record, running_pid};
+use crate::store::{Found, Freshness, Kind, Record, running_pid};
 use crate::translate::{self};
 
 /// Where the time of a RunPodSandbox went, step by step, for its log line.
@@ -117,6 +117,23 @@ impl DockerCri {
         Ok(record.filter(|r| r.kind == Kind::Sandbox))
     }
 
+    /// The full id of one of our sandboxes for a stop or a remove; the id
+    /// as given when Docker has no such container (a checkpoint may be all
+    /// that is left). NotFound for a container of ours that is not a
+    /// sandbox, or one that is not ours: those are never touched.
+    async fn own_sandbox_id(&self, id: &str) -> Result<String> {
+        if id.is_empty() {
+            return Err(Error::InvalidArgument("pod_sandbox_id is required".into()));
+        }
+        match self.store.find(id).await? {
+            Found::Ours(record) if record.kind == Kind::Sandbox => Ok(record.id.clone()),
+            Found::Gone => Ok(id.to_string()),
+            Found::Ours(_) | Found::NotOurs => {
+                Err(Error::NotFound(format!("pod sandbox {id} not found")))
+            }
+        }
+    }
+
     /// The sandbox from Docker, or from its checkpoint when the pause
     /// container is gone. `None` when neither knows it.
     pub(crate) async fn sandbox_details(
@@ -195,12 +212,12 @@ impl DockerCri {
         }
         let runtime = if runtime_handler.is_empty() {
             None
-        } else if self.facts.runtimes.contains(runtime_handler) {
+        } else if self.facts().runtimes.contains(runtime_handler) {
             Some(runtime_handler)
         } else {
             return Err(Error::InvalidArgument(format!(
                 "runtime handler {runtime_handler:?} is not a Docker runtime (known: {})",
-                self.facts
+                self.facts()
                     .runtimes
                     .iter()
                     .cloned()
@@ -220,7 +237,7 @@ impl DockerCri {
         let options = translate::sandbox::SandboxOptions {
             image: &self.settings.pod_infra_image,
             network_plugin: &self.settings.network_plugin,
-            cgroup_driver: self.facts.cgroup_driver,
+            cgroup_driver: self.facts().cgroup_driver,
             oom_score_adj: self.oom.clamp(translate::sandbox::SANDBOX_OOM_SCORE_ADJ),
             runtime,
             read_file: &read_file,
@@ -440,11 +457,7 @@ impl DockerCri {
     }
 
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
-        let resolved = self
-            .sandbox_record(id, Freshness::Current)
-            .await?
-            .map(|r| r.id.clone())
-            .unwrap_or_else(|| id.to_string());
+        let resolved = self.own_sandbox_id(id).await?;
         let _lock = self.locks.lock(&resolved).await;
         let Some(details) = self.sandbox_details(&resolved, Freshness::Current).await? else {
             tracing::info!(
@@ -518,11 +531,7 @@ impl DockerCri {
     }
 
     pub async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
-        let resolved = self
-            .sandbox_record(id, Freshness::Current)
-            .await?
-            .map(|r| r.id.clone())
-            .unwrap_or_else(|| id.to_string());
+        let resolved = self.own_sandbox_id(id).await?;
         let _lock = self.locks.lock(&resolved).await;
         let span = tracing::info_span!("sandbox", pod_sandbox_id = %resolved);
         async {

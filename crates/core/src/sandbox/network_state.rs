@@ -2,8 +2,8 @@
 //! whether this process set it up or tore it down, and which sandboxes were
 //! found running without it at start.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 
 #[derive(Default)]
 pub(crate) struct NetworkState {
@@ -19,44 +19,35 @@ pub(crate) struct NetworkState {
 impl NetworkState {
     /// Whether a teardown may still have something to undo.
     pub fn needs_teardown(&self, id: &str) -> bool {
-        self.attached.lock().expect("network state").get(id) != Some(&false)
+        self.attached.lock().get(id) != Some(&false)
     }
 
     /// Whether setup was begun by this process (it may have failed half way).
     pub fn setup_begun(&self, id: &str) -> bool {
-        self.attached
-            .lock()
-            .expect("network state")
-            .contains_key(id)
+        self.attached.lock().contains_key(id)
     }
 
     pub fn set_attached(&self, id: &str, attached: bool) {
-        self.attached
-            .lock()
-            .expect("network state")
-            .insert(id.to_string(), attached);
+        self.attached.lock().insert(id.to_string(), attached);
     }
 
     pub fn mark_missing(&self, id: &str) {
-        self.missing
-            .lock()
-            .expect("network state")
-            .insert(id.to_string());
+        self.missing.lock().insert(id.to_string());
     }
 
     pub fn is_missing(&self, id: &str) -> bool {
-        self.missing.lock().expect("network state").contains(id)
+        self.missing.lock().contains(id)
     }
 
     /// The kubelet stopped the sandbox: whatever was missing is moot.
     pub fn stopped(&self, id: &str) {
-        self.missing.lock().expect("network state").remove(id);
+        self.missing.lock().remove(id);
     }
 
     /// The sandbox is gone.
     pub fn forget(&self, id: &str) {
-        self.attached.lock().expect("network state").remove(id);
-        self.missing.lock().expect("network state").remove(id);
+        self.attached.lock().remove(id);
+        self.missing.lock().remove(id);
     }
 }
 

@@ -6,8 +6,8 @@
 //! PodSandboxStatus's verbose info. The rest (hugepages, unified keys) is
 //! the kubelet's pod cgroup already, and the call answers OK for it.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use cri_dockerd_api::v1::LinuxContainerResources;
 
@@ -24,22 +24,17 @@ pub(crate) struct PodResources {
 
 impl PodResources {
     pub fn get(&self, id: &str) -> Option<(LinuxContainerResources, LinuxContainerResources)> {
-        self.by_sandbox
-            .lock()
-            .expect("pod resources")
-            .get(id)
-            .cloned()
+        self.by_sandbox.lock().get(id).cloned()
     }
 
     fn set(&self, id: &str, resources: LinuxContainerResources, overhead: LinuxContainerResources) {
         self.by_sandbox
             .lock()
-            .expect("pod resources")
             .insert(id.to_string(), (resources, overhead));
     }
 
     pub fn forget(&self, id: &str) {
-        self.by_sandbox.lock().expect("pod resources").remove(id);
+        self.by_sandbox.lock().remove(id);
     }
 }
 

@@ -138,7 +138,7 @@ impl DockerCri {
         let runtime_handler = host
             .runtime
             .clone()
-            .filter(|r| *r != self.facts.default_runtime)
+            .filter(|r| *r != self.facts().default_runtime)
             .unwrap_or_default();
         let mut info = HashMap::new();
         if verbose {

@@ -8,7 +8,9 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use crate::store::{Kind, NodeStore, Phase};
@@ -186,7 +188,7 @@ impl UsageMonitor {
     /// The data root's usage as last measured, or the filesystem's own
     /// counters when no walk has finished yet.
     pub fn data_root(&self) -> std::io::Result<DataRootUsage> {
-        let figures = self.figures.lock().expect("usage");
+        let figures = self.figures.lock();
         let containers = figures
             .writable_layers
             .values()
@@ -229,7 +231,6 @@ impl UsageMonitor {
     pub fn writable_layer(&self, container_id: &str) -> Option<Usage> {
         self.figures
             .lock()
-            .expect("usage")
             .writable_layers
             .get(container_id)
             .copied()
@@ -283,7 +284,7 @@ async fn refresh_forever(
         .await;
         match walked {
             Ok(Ok((total, layers))) => {
-                let mut figures = figures.lock().expect("usage");
+                let mut figures = figures.lock();
                 if let Some(total) = total {
                     figures.data_root = Some((total, crate::time::system_now_ns()));
                     data_root_due = tokio::time::Instant::now() + DATA_ROOT_REFRESH;

@@ -6,7 +6,9 @@ pub(crate) mod fs_usage;
 pub(crate) mod metrics;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use cri_dockerd_api::v1::{
     ContainerAttributes, ContainerStats, ContainerStatsFilter, CpuUsage, FilesystemIdentifier,
@@ -125,28 +127,24 @@ impl StatsState {
     }
 
     fn cached_facts(&self, id: &str) -> Option<Arc<ContainerFacts>> {
-        self.facts.lock().expect("container facts").get(id).cloned()
+        self.facts.lock().get(id).cloned()
     }
 
     fn remember_facts(&self, id: &str, facts: Arc<ContainerFacts>) {
-        self.facts
-            .lock()
-            .expect("container facts")
-            .insert(id.to_string(), facts);
+        self.facts.lock().insert(id.to_string(), facts);
     }
 
     /// The previous CPU sample of `id`, replaced by this one.
     fn swap_cpu_sample(&self, id: &str, timestamp: i64, cpu_ns: u64) -> Option<(i64, u64)> {
         self.last_cpu
             .lock()
-            .expect("cpu samples")
             .insert(id.to_string(), (timestamp, cpu_ns))
     }
 
     /// The container stopped or is gone: nothing of it is kept.
     pub fn forget(&self, id: &str) {
-        self.facts.lock().expect("container facts").remove(id);
-        self.last_cpu.lock().expect("cpu samples").remove(id);
+        self.facts.lock().remove(id);
+        self.last_cpu.lock().remove(id);
     }
 }
 
@@ -184,7 +182,7 @@ impl DockerCri {
             return Ok(None);
         };
         let cgroup =
-            match ContainerCgroup::of_process(pid, &self.stats.mounts, self.facts.cgroup_v2) {
+            match ContainerCgroup::of_process(pid, &self.stats.mounts, self.facts().cgroup_v2) {
                 Ok(cgroup) => cgroup,
                 // The process exited since Docker last reported it running: a
                 // container stopping under a stats call has no stats, it is
@@ -238,7 +236,7 @@ impl DockerCri {
         Some(FilesystemUsage {
             timestamp,
             fs_id: Some(FilesystemIdentifier {
-                mountpoint: self.facts.root_dir.display().to_string(),
+                mountpoint: self.facts().root_dir.display().to_string(),
             }),
             used_bytes: uint(usage.bytes),
             inodes_used: uint(usage.inodes),

@@ -18,8 +18,10 @@ mod record;
 mod transitions;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+
+use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -40,6 +42,17 @@ pub(crate) use transitions::Transition;
 pub(crate) enum Freshness {
     Stored,
     Current,
+}
+
+/// What Docker says of an id a client handed us.
+#[derive(Debug, Clone)]
+pub(crate) enum Found {
+    /// One of our sandboxes or containers, as it is now.
+    Ours(Arc<Record>),
+    /// A container without our CRI labels: never acted on, never shown.
+    NotOurs,
+    /// No such container (or one removed while we asked).
+    Gone,
 }
 
 /// The pid of a container's main process while it runs.
@@ -106,6 +119,11 @@ impl NodeStore {
         Ok(())
     }
 
+    /// Follows the in-step flag (false while Docker's events are lost).
+    pub(crate) fn synced_changes(&self) -> watch::Receiver<bool> {
+        self.synced.subscribe()
+    }
+
     pub(crate) fn is_synced(&self) -> bool {
         *self.synced.borrow()
     }
@@ -153,7 +171,7 @@ impl NodeStore {
 
     /// The record of `id` (a full id or a unique prefix), from memory.
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Record>> {
-        let records = self.records.read().expect("store");
+        let records = self.records.read();
         if let Some(record) = records.get(id) {
             return Some(record.clone());
         }
@@ -183,7 +201,6 @@ impl NodeStore {
         let mut records: Vec<Arc<Record>> = self
             .records
             .read()
-            .expect("store")
             .values()
             .filter(|r| r.kind == kind)
             .cloned()
@@ -203,18 +220,29 @@ impl NodeStore {
     /// Inspects `id` now and records what Docker says: for the shim's own
     /// writes (so the next call sees them) and for misses.
     pub(crate) async fn fetch(&self, id: &str) -> Result<Option<Arc<Record>>> {
+        Ok(match self.find(id).await? {
+            Found::Ours(record) => Some(record),
+            Found::NotOurs | Found::Gone => None,
+        })
+    }
+
+    /// Like `fetch`, but tells a container that is gone (so a stop or
+    /// remove of it is already done) from one Docker runs for someone else
+    /// (which the CRI must never touch).
+    pub(crate) async fn find(&self, id: &str) -> Result<Found> {
         let seq = self.ticket();
         match self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
         {
-            Ok(inspect) => Ok(self.put(seq, inspect)),
+            Ok(inspect) if !Record::is_ours(&inspect) => Ok(Found::NotOurs),
+            Ok(inspect) => Ok(self.put(seq, inspect).map_or(Found::Gone, Found::Ours)),
             Err(e) if is_docker_not_found(&e) => {
                 if id.len() == 64 {
                     self.remove(seq, id);
                 }
-                Ok(None)
+                Ok(Found::Gone)
             }
             Err(e) => Err(Error::docker(format!("inspecting {id}"))(e)),
         }
@@ -226,11 +254,10 @@ impl NodeStore {
         let record = Arc::new(Record::from_inspect(inspect, seq)?);
         let mut changes = Vec::new();
         let kept = {
-            let mut records = self.records.write().expect("store");
+            let mut records = self.records.write();
             if self
                 .tombstones
                 .lock()
-                .expect("tombstones")
                 .get(&record.id)
                 .is_some_and(|removed| *removed > seq)
             {
@@ -255,7 +282,7 @@ impl NodeStore {
     pub(crate) fn remove(&self, seq: u64, id: &str) {
         let mut changes = Vec::new();
         {
-            let mut records = self.records.write().expect("store");
+            let mut records = self.records.write();
             if records.get(id).is_some_and(|r| r.seq > seq) {
                 return;
             }
@@ -264,7 +291,7 @@ impl NodeStore {
                     changes.push((transition, last.clone()));
                 }
             }
-            let mut tombstones = self.tombstones.lock().expect("tombstones");
+            let mut tombstones = self.tombstones.lock();
             if tombstones.len() >= MAX_TOMBSTONES {
                 // The oldest half: their late inspects have long returned.
                 let mut seqs: Vec<u64> = tombstones.values().copied().collect();
@@ -323,7 +350,6 @@ impl NodeStore {
         let gone: Vec<String> = self
             .records
             .read()
-            .expect("store")
             .keys()
             .filter(|id| !ids.contains(id))
             .cloned()

@@ -61,17 +61,27 @@ pub(crate) fn phase_of(inspect: &ContainerInspectResponse) -> Phase {
 
 impl Record {
     /// `None` for a container that is not one of ours.
-    pub(super) fn from_inspect(inspect: ContainerInspectResponse, seq: u64) -> Option<Self> {
-        let id = inspect.id.clone()?;
+    /// Whether Docker's container carries our CRI type label.
+    pub(super) fn is_ours(inspect: &ContainerInspectResponse) -> bool {
+        Self::kind_of(inspect).is_some()
+    }
+
+    fn kind_of(inspect: &ContainerInspectResponse) -> Option<Kind> {
         let docker_labels = inspect.config.as_ref()?.labels.as_ref()?;
-        let kind = match docker_labels
+        match docker_labels
             .get(labels::CONTAINER_TYPE)
             .map(String::as_str)
         {
-            Some(labels::CONTAINER_TYPE_SANDBOX) => Kind::Sandbox,
-            Some(labels::CONTAINER_TYPE_CONTAINER) => Kind::Container,
-            _ => return None,
-        };
+            Some(labels::CONTAINER_TYPE_SANDBOX) => Some(Kind::Sandbox),
+            Some(labels::CONTAINER_TYPE_CONTAINER) => Some(Kind::Container),
+            _ => None,
+        }
+    }
+
+    pub(super) fn from_inspect(inspect: ContainerInspectResponse, seq: u64) -> Option<Self> {
+        let id = inspect.id.clone()?;
+        let kind = Self::kind_of(&inspect)?;
+        let docker_labels = inspect.config.as_ref()?.labels.as_ref()?;
         let sandbox_id = match kind {
             Kind::Container => docker_labels
                 .get(labels::SANDBOX_ID)

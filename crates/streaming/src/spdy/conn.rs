@@ -12,8 +12,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -223,8 +225,8 @@ fn register_stream(
     replied: Option<oneshot::Sender<()>>,
 ) -> SpdyStream {
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-    let initial = shared.flow.lock().expect("flow").initial_window;
-    shared.streams.lock().expect("streams").insert(
+    let initial = shared.flow.lock().initial_window;
+    shared.streams.lock().insert(
         id,
         StreamEntry {
             inbound: Some(inbound_tx),
@@ -329,7 +331,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
     }
     shared.closed.store(true, Ordering::SeqCst);
     shared.gone.cancel();
-    let mut streams = shared.streams.lock().expect("streams");
+    let mut streams = shared.streams.lock();
     for entry in streams.values_mut() {
         entry.inbound = None;
         entry.reset = true;
@@ -382,7 +384,7 @@ async fn handle_frame(
             }
         }
         Frame::SynReply { stream_id, fin, .. } => {
-            if let Some(entry) = shared.streams.lock().expect("streams").get_mut(&stream_id)
+            if let Some(entry) = shared.streams.lock().get_mut(&stream_id)
                 && let Some(replied) = entry.replied.take()
             {
                 let _ = replied.send(());
@@ -399,7 +401,6 @@ async fn handle_frame(
             let sender = shared
                 .streams
                 .lock()
-                .expect("streams")
                 .get(&stream_id)
                 .and_then(|e| e.inbound.clone());
             if let Some(sender) = sender
@@ -418,7 +419,7 @@ async fn handle_frame(
             }
         }
         Frame::RstStream { stream_id, .. } => {
-            if let Some(entry) = shared.streams.lock().expect("streams").get_mut(&stream_id) {
+            if let Some(entry) = shared.streams.lock().get_mut(&stream_id) {
                 entry.inbound = None;
                 entry.reset = true;
             }
@@ -427,10 +428,10 @@ async fn handle_frame(
         Frame::Settings { entries } => {
             for (_, id, value) in entries {
                 if id == frame::SETTINGS_INITIAL_WINDOW_SIZE {
-                    let mut flow = shared.flow.lock().expect("flow");
+                    let mut flow = shared.flow.lock();
                     let delta = i64::from(value) - flow.initial_window;
                     flow.initial_window = i64::from(value);
-                    for entry in shared.streams.lock().expect("streams").values_mut() {
+                    for entry in shared.streams.lock().values_mut() {
                         entry.send_window += delta;
                     }
                 }
@@ -446,12 +447,11 @@ async fn handle_frame(
         // No new streams will come; the open ones carry on until EOF.
         Frame::GoAway { .. } => shared.going_away.store(true, Ordering::SeqCst),
         Frame::WindowUpdate { stream_id, delta } => {
-            let mut flow = shared.flow.lock().expect("flow");
+            let mut flow = shared.flow.lock();
             flow.enforced = true;
             if stream_id == 0 {
                 flow.session_window += i64::from(delta);
-            } else if let Some(entry) = shared.streams.lock().expect("streams").get_mut(&stream_id)
-            {
+            } else if let Some(entry) = shared.streams.lock().get_mut(&stream_id) {
                 entry.send_window += i64::from(delta);
             }
             drop(flow);
@@ -463,7 +463,7 @@ async fn handle_frame(
 }
 
 fn close_inbound(shared: &Shared, stream_id: u32) {
-    if let Some(entry) = shared.streams.lock().expect("streams").get_mut(&stream_id) {
+    if let Some(entry) = shared.streams.lock().get_mut(&stream_id) {
         entry.inbound = None;
     }
 }
@@ -533,8 +533,8 @@ impl StreamWriter {
     /// Bytes the flow-control windows allow now (`usize::MAX` when the peer
     /// does no flow control); `None` when the stream is reset or gone.
     fn allowance(&self) -> Option<usize> {
-        let flow = self.shared.flow.lock().expect("flow");
-        let streams = self.shared.streams.lock().expect("streams");
+        let flow = self.shared.flow.lock();
+        let streams = self.shared.streams.lock();
         let entry = streams.get(&self.id)?;
         if entry.reset {
             return None;
@@ -546,15 +546,9 @@ impl StreamWriter {
     }
 
     fn consume_window(&self, n: usize) {
-        let mut flow = self.shared.flow.lock().expect("flow");
+        let mut flow = self.shared.flow.lock();
         flow.session_window -= n as i64;
-        if let Some(entry) = self
-            .shared
-            .streams
-            .lock()
-            .expect("streams")
-            .get_mut(&self.id)
-        {
+        if let Some(entry) = self.shared.streams.lock().get_mut(&self.id) {
             entry.send_window -= n as i64;
         }
     }
