@@ -173,6 +173,27 @@ type Decoded = HashMap<String, (FileStamp, PodSandboxCheckpoint)>;
 /// over (a report may then repeat, the memory stays bounded).
 const MAX_REPORTED: usize = 1024;
 
+/// A process killed between creating a temporary checkpoint and renaming
+/// it leaves `.<id>.tmp` behind; nobody else writes those names.
+fn remove_interrupted_writes(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a checkpoint write that a previous process did not finish")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "could not remove an unfinished checkpoint write")
+                }
+            }
+        }
+    }
+}
+
 /// The `<root>/sandbox` directory.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
@@ -185,6 +206,7 @@ impl CheckpointStore {
     pub fn open(root: &Path) -> Result<Self> {
         let dir = root.join(CHECKPOINT_DIR);
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        remove_interrupted_writes(&dir);
         Ok(Self {
             dir,
             decoded: Default::default(),
@@ -443,5 +465,32 @@ mod tests {
         store.remove("abc").unwrap();
         assert_eq!(store.read("abc").unwrap(), None);
         assert!(store.read("../etc").is_err());
+        assert!(store.read("a\0b").is_err());
+    }
+
+    #[test]
+    fn unfinished_writes_are_removed_at_open_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let cp = PodSandboxCheckpoint::new("demo", "web", pod_network_data());
+        store.write("kept", &cp).unwrap();
+        std::fs::write(store.dir().join(".abc.tmp"), b"{\"half").unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        assert!(!store.dir().join(".abc.tmp").exists());
+        assert_eq!(store.list().unwrap(), vec!["kept".to_string()]);
+        assert_eq!(store.read("kept").unwrap(), Some(cp));
+    }
+
+    #[test]
+    fn unreadable_checkpoints_are_remembered_within_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        for i in 0..(MAX_REPORTED + 10) {
+            let id = format!("bad{i}");
+            std::fs::write(store.dir().join(&id), b"{").unwrap();
+            assert!(store.read_or_report(&id).is_none());
+            assert!(store.read_or_report(&id).is_none());
+        }
+        assert!(store.reported.lock().len() <= MAX_REPORTED);
     }
 }

@@ -1,6 +1,7 @@
 //! The CRI v1 gRPC surface. Each handler validates its request, calls the
 //! core, and maps the core's error to a status code; nothing else lives here.
 
+mod deadline;
 mod errors;
 mod image_service;
 mod runtime_service;

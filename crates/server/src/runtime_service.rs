@@ -4,8 +4,10 @@ use cri_dockerd_api::v1::runtime_service_server::RuntimeService;
 use cri_dockerd_api::v1::*;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::CriService;
+use crate::deadline;
 use crate::errors::{Reply, reply};
 use crate::validate;
 
@@ -23,17 +25,27 @@ impl RuntimeService for CriService {
         &self,
         request: Request<RunPodSandboxRequest>,
     ) -> Reply<RunPodSandboxResponse> {
+        let deadline = deadline::of(request.metadata()).map(|d| tokio::time::Instant::now() + d);
         let request = request.into_inner();
-        let config = validate::required(request.config.as_ref(), "config")?;
+        let config = validate::required(request.config.as_ref(), "config")?.clone();
         if let Some(m) = &config.metadata {
             tracing::Span::current().record("pod", format!("{}/{}", m.namespace, m.name));
         }
-        reply(
-            self.cri
-                .run_pod_sandbox(config, &request.runtime_handler)
-                .await
-                .map(|pod_sandbox_id| RunPodSandboxResponse { pod_sandbox_id }),
-        )
+        // Its own task: when the client gives up (deadline, disconnect) this
+        // handler is dropped, but a half-made sandbox must still be finished
+        // or undone. The core stops at the deadline and undoes what it made.
+        let cri = self.cri.clone();
+        let work = tokio::spawn(
+            async move {
+                cri.run_pod_sandbox(&config, &request.runtime_handler, deadline)
+                    .await
+            }
+            .in_current_span(),
+        );
+        let result = work
+            .await
+            .map_err(|e| Status::internal(format!("RunPodSandbox did not finish: {e}")))?;
+        reply(result.map(|pod_sandbox_id| RunPodSandboxResponse { pod_sandbox_id }))
     }
 
     #[tracing::instrument(skip_all, fields(pod_sandbox_id))]

@@ -4,6 +4,7 @@
 //! unix socket. Tests fail with a clear message when any of it is missing;
 //! they never skip.
 
+pub mod audit;
 pub mod cri;
 pub mod docker_proxy;
 pub mod dood;

@@ -185,10 +185,14 @@ impl DockerCri {
         self.networks.is_missing(id)
     }
 
+    /// Makes and starts the pod's sandbox; whatever fails, or is still
+    /// under way when `deadline` passes (the client gave up), is undone:
+    /// network, container, checkpoint.
     pub async fn run_pod_sandbox(
         &self,
         config: &PodSandboxConfig,
         runtime_handler: &str,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<String> {
         let metadata = config
             .metadata
@@ -250,11 +254,22 @@ impl DockerCri {
         steps.done("create");
         let span = tracing::info_span!("sandbox", pod_sandbox_id = %id, pod = %format!("{}/{}", metadata.namespace, metadata.name));
         let _id_lock = self.locks.lock(&id).await;
-        match self
+        let start = self
             .start_sandbox(&id, config, &mut steps)
-            .instrument(span.clone())
-            .await
-        {
+            .instrument(span.clone());
+        let started = match deadline {
+            // Dropping the start at the deadline kills a plugin still
+            // running (its process is killed on drop).
+            Some(deadline) => tokio::time::timeout_at(deadline, start)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::DeadlineExceeded(format!(
+                        "the client's deadline passed while the sandbox was starting (done: {steps})"
+                    )))
+                }),
+            None => start.await,
+        };
+        match started {
             Ok(()) => {
                 span.in_scope(|| tracing::info!(steps = %steps, "sandbox ready"));
                 Ok(id)
