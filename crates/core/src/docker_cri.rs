@@ -179,8 +179,11 @@ impl DockerCri {
     /// The Docker server version, cached for a minute as cri-dockerd does:
     /// the kubelet asks often and it does not change under a running daemon.
     pub(crate) async fn docker_version(&self) -> Result<String> {
+        // Not while Docker is lost: the answer would claim a daemon that
+        // may not be there (or not be the same one) any more.
         if let Some((at, version)) = &*self.version_cache.lock()
             && at.elapsed() < VERSION_CACHE_TTL
+            && self.store.is_synced()
         {
             return Ok(version.clone());
         }

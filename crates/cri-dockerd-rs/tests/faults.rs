@@ -13,8 +13,9 @@ use bollard::query_parameters::{
 };
 use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::audit::{ScenarioNet, leaks};
-use cri_dockerd_testkit::cri::{container_config, host_network, pod_config, pods};
-use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
+use cri_dockerd_testkit::cri::{container_config, containers, host_network, pod_config, pods};
+use cri_dockerd_testkit::env::{BUSYBOX_IMAGE, PAUSE_IMAGE};
+use cri_dockerd_testkit::private_docker::PrivateDocker;
 use cri_dockerd_testkit::{Shim, test_env, unique};
 use tonic::Code;
 
@@ -549,4 +550,232 @@ async fn create_container_racing_remove_pod_sandbox_leaves_no_container_behind()
     }
     eprintln!("{rounds} rounds: the create won {created_first}, the remove {removed_first}");
     assert_clean(&shim, None).await;
+}
+
+/// Docker stopped and started again under a running shim (a daemon of the
+/// test's own, so the machine's daemon and the other tests are left alone).
+/// In the gap every call that needs Docker answers Unavailable and the shim
+/// stays up; once Docker is back the shim answers again without a restart,
+/// follows Docker's events again and sees what changed in the daemon.
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_restarting_under_the_shim_gives_unavailable_then_service_again() {
+    let env = test_env().await;
+    let mut docker = PrivateDocker::start(&serde_json::json!({})).await;
+    docker.load_from_host(&[PAUSE_IMAGE, BUSYBOX_IMAGE]);
+    let mut shim = Shim::builder(BIN)
+        .arg(format!("--docker-endpoint={}", docker.endpoint()))
+        .start()
+        .await;
+    let name = "before";
+    let config = host_network(pod_config(name, "default", &shim.pod_uid(name)));
+    let pod = pods::run(&shim.runtime, config.clone()).await.unwrap();
+    // Ends on SIGTERM, so that stopping Docker takes no grace period.
+    let before = containers::run(
+        &shim.runtime,
+        &pod,
+        container_config(
+            "sleeper",
+            BUSYBOX_IMAGE,
+            &["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
+        ),
+        &config,
+    )
+    .await;
+
+    docker.stop();
+    let mut rt = shim.runtime.clone();
+    let mut images = shim.images.clone();
+    // The shim learns of the loss from its event stream.
+    let lost = Instant::now();
+    while runtime_ready(&mut rt).await {
+        assert!(
+            lost.elapsed() < Duration::from_secs(5),
+            "RuntimeReady stays true with Docker gone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gap: Vec<(&str, Code)> = vec![
+        (
+            "Version",
+            code_of(rt.version(VersionRequest::default()).await),
+        ),
+        (
+            "RunPodSandbox",
+            code_of(
+                rt.run_pod_sandbox(run_request(
+                    host_network(pod_config("gap", "default", &shim.pod_uid("gap"))),
+                    None,
+                ))
+                .await,
+            ),
+        ),
+        (
+            "CreateContainer",
+            code_of(
+                rt.create_container(CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(container_config("gap", BUSYBOX_IMAGE, &["true"])),
+                    sandbox_config: Some(config.clone()),
+                })
+                .await,
+            ),
+        ),
+        (
+            "StopContainer",
+            code_of(
+                rt.stop_container(StopContainerRequest {
+                    container_id: before.clone(),
+                    timeout: 0,
+                })
+                .await,
+            ),
+        ),
+        (
+            "ExecSync",
+            code_of(
+                rt.exec_sync(ExecSyncRequest {
+                    container_id: before.clone(),
+                    cmd: vec!["true".into()],
+                    timeout: 5,
+                })
+                .await,
+            ),
+        ),
+        (
+            "ListPodSandbox",
+            code_of(
+                rt.list_pod_sandbox(ListPodSandboxRequest { filter: None })
+                    .await,
+            ),
+        ),
+        (
+            "ListContainers",
+            code_of(
+                rt.list_containers(ListContainersRequest { filter: None })
+                    .await,
+            ),
+        ),
+        (
+            "ListImages",
+            code_of(images.list_images(ListImagesRequest { filter: None }).await),
+        ),
+        (
+            "ImageStatus",
+            code_of(
+                images
+                    .image_status(ImageStatusRequest {
+                        image: Some(ImageSpec {
+                            image: BUSYBOX_IMAGE.into(),
+                            ..Default::default()
+                        }),
+                        verbose: false,
+                    })
+                    .await,
+            ),
+        ),
+    ];
+    for (call, code) in &gap {
+        assert_eq!(*code, Code::Unavailable, "{call} while Docker is down");
+    }
+    assert!(
+        !runtime_ready(&mut rt).await,
+        "RuntimeReady is false in the gap"
+    );
+    assert!(shim.is_running(), "the shim stays up");
+
+    // Back, with a runtime it did not have: the shim must notice.
+    docker
+        .start_again(&serde_json::json!({"runtimes": {"crid-added": {"path": "runc"}}}))
+        .await;
+    let back = Instant::now();
+    loop {
+        if runtime_ready(&mut rt).await && rt.version(VersionRequest::default()).await.is_ok() {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "not serving within 15 s of Docker's return"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("serving again {:?} after Docker answered", back.elapsed());
+    let handlers_seen = Instant::now();
+    loop {
+        let status = rt
+            .status(StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+        if status
+            .runtime_handlers
+            .iter()
+            .any(|h| h.name == "crid-added")
+        {
+            break;
+        }
+        assert!(
+            handlers_seen.elapsed() < Duration::from_secs(5),
+            "Docker's new runtime is not among the handlers: {:?}",
+            status.runtime_handlers
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Docker stopped the old pod's containers with it: the store knows.
+    let old = containers::status(&shim.runtime, &before).await;
+    assert_eq!(old.state, ContainerState::ContainerExited as i32);
+    // A new pod runs, and a change behind the shim's back shows through
+    // the re-followed event stream.
+    let name = "after";
+    let config = host_network(pod_config(name, "default", &shim.pod_uid(name)));
+    let pod = pods::run(&shim.runtime, config.clone()).await.unwrap();
+    let after = containers::run(
+        &shim.runtime,
+        &pod,
+        container_config("sleeper", BUSYBOX_IMAGE, &["sleep", "3600"]),
+        &config,
+    )
+    .await;
+    let client = docker.client();
+    client.kill_container(&after, None).await.unwrap();
+    let killed = Instant::now();
+    while containers::status(&shim.runtime, &after).await.state
+        != ContainerState::ContainerExited as i32
+    {
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "a docker kill after the restart is not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kubelet_cleanup(&shim).await;
+    let found = leaks(&shim, &client, None).await;
+    assert!(found.is_empty(), "{found:?}");
+    shim.kill();
+    drop(docker);
+    let _ = env;
+}
+
+fn code_of<T>(result: Result<T, tonic::Status>) -> Code {
+    match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+async fn runtime_ready(
+    rt: &mut cri_dockerd_api::v1::runtime_service_client::RuntimeServiceClient<
+        tonic::transport::Channel,
+    >,
+) -> bool {
+    rt.status(StatusRequest { verbose: false })
+        .await
+        .expect("Status answers, Docker or not")
+        .into_inner()
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.r#type == "RuntimeReady")
+        .unwrap()
+        .status
 }

@@ -12,6 +12,7 @@ pub mod env;
 pub mod images;
 pub mod kubeapi;
 pub mod netns;
+pub mod private_docker;
 pub mod shim;
 pub mod streaming;
 pub mod terminal;

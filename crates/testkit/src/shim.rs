@@ -213,6 +213,13 @@ impl Shim {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// SIGKILL: nothing gets to clean up.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

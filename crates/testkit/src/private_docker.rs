@@ -1,0 +1,168 @@
+//! A Docker daemon of the test's own, for scenarios that stop and start
+//! Docker under the shim without disturbing the tests that share the
+//! machine's daemon. It has its own socket, data root, exec root (so its own
+//! containerd) and config file; no bridge, no iptables rules.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+
+pub struct PrivateDocker {
+    dir: PathBuf,
+    pub socket: PathBuf,
+    pub data_root: PathBuf,
+    exec_root: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateDocker {
+    /// Starts a daemon; `config` is its daemon.json.
+    pub async fn start(config: &serde_json::Value) -> Self {
+        let name = crate::unique("dk");
+        let dir = crate::env::state_dir().join("private-docker").join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        // containerd's socket lives under the exec root: keep it short.
+        let exec_root = PathBuf::from("/run").join(format!("crid-{name}"));
+        let mut daemon = Self {
+            socket: dir.join("docker.sock"),
+            data_root: dir.join("data"),
+            exec_root,
+            config: dir.join("daemon.json"),
+            log: dir.join("dockerd.log"),
+            dir,
+            child: None,
+        };
+        daemon.start_again(config).await;
+        daemon
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn client(&self) -> Docker {
+        Docker::connect_with_unix(
+            &self.socket.display().to_string(),
+            120,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .expect("a client of the private daemon")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Starts the daemon (again) with this daemon.json; returns once it
+    /// answers.
+    pub async fn start_again(&mut self, config: &serde_json::Value) {
+        assert!(self.child.is_none(), "already running");
+        std::fs::write(&self.config, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new("dockerd")
+            .arg(format!("--host=unix://{}", self.socket.display()))
+            .arg(format!("--data-root={}", self.data_root.display()))
+            .arg(format!("--exec-root={}", self.exec_root.display()))
+            .arg(format!(
+                "--pidfile={}",
+                self.dir.join("docker.pid").display()
+            ))
+            .arg(format!("--config-file={}", self.config.display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--exec-opt=native.cgroupdriver=cgroupfs",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd");
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            // bollard wants the socket to exist before it makes a client.
+            if self.socket.exists() && self.client().ping().await.is_ok() {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                panic!(
+                    "the private dockerd did not answer within 60 s:\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, as `systemctl stop docker` does; waits for the exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let started = Instant::now();
+        while child.try_wait().ok().flatten().is_none() {
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Copies images from the machine's daemon into this one.
+    pub fn load_from_host(&self, images: &[&str]) {
+        let mut save = Command::new("docker")
+            .arg("save")
+            .args(images)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("docker save");
+        let load = Command::new("docker")
+            .arg(format!("--host={}", self.endpoint()))
+            .args(["load", "-q"])
+            .stdin(save.stdout.take().expect("piped"))
+            .output()
+            .expect("docker load");
+        assert!(save.wait().expect("docker save").success(), "docker save");
+        assert!(
+            load.status.success(),
+            "docker load: {}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for PrivateDocker {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            // Its containers go with it (no live restore).
+            self.stop();
+        }
+        let _ = Command::new("umount")
+            .arg("--recursive")
+            .arg("--lazy")
+            .arg(&self.exec_root)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.exec_root);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
