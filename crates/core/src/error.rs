@@ -40,6 +40,13 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Docker's words when the OCI runtime would not create or start a container.
+const RUNTIME_REFUSED: [&str; 3] = [
+    "OCI runtime create failed",
+    "OCI runtime start failed",
+    "OCI runtime exec failed",
+];
+
 /// The gRPC code family an error belongs to, so the server crate can map it
 /// without knowing Docker or CNI error types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +82,24 @@ impl Error {
     pub fn docker(context: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
         let context = context.into();
         move |source| Error::Docker { context, source }
+    }
+
+    /// For a container start: runc refusing the container as configured
+    /// (a sysctl the kernel does not namespace, a missing executable, a bad
+    /// mount) is the configuration's failure on this node, not the shim's.
+    pub fn docker_start(
+        context: impl Into<String>,
+    ) -> impl FnOnce(bollard::errors::Error) -> Error {
+        let context = context.into();
+        move |source| match &source {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 500,
+                message,
+            } if RUNTIME_REFUSED.iter().any(|m| message.contains(m)) => {
+                Error::FailedPrecondition(format!("{context}: {message}"))
+            }
+            _ => Error::Docker { context, source },
+        }
     }
 
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {

@@ -5,6 +5,19 @@
 use cri_dockerd_api::v1::{ContainerMetadata, PodSandboxMetadata};
 
 const KUBE_PREFIX: &str = "k8s";
+/// Longer ids name no container and no checkpoint file (NAME_MAX is 255).
+const MAX_REFERENCE_LEN: usize = 253;
+
+/// Whether `id` can name a Docker container: a full id, a unique prefix of
+/// one, or a name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, Docker's rule for names).
+/// Nothing else may reach Docker's URL paths, where `/`, `.` and `%` change
+/// what is asked.
+pub fn is_container_reference(id: &str) -> bool {
+    let mut chars = id.chars();
+    id.len() <= MAX_REFERENCE_LEN
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
 pub const SANDBOX_CONTAINER_NAME: &str = "POD";
 const DELIMITER: char = '_';
 
@@ -121,5 +134,33 @@ mod tests {
         assert!(parse_sandbox_name("k8s_POD_a_b_c_x").is_none());
         assert!(parse_sandbox_name("x8s_POD_a_b_c_0").is_none());
         assert!(parse_container_name("k8s_a_b_c_d_-1").is_none());
+    }
+
+    #[test]
+    fn container_references() {
+        for ok in [
+            "3e0b0a2d5a9b",
+            "3e0b0a2d5a9bea7e34ec4ad62c065907ac4520c0062230e75da5eabb3f48e320",
+            "k8s_POD_web_default_uid-1_0",
+            "a.b-c",
+        ] {
+            assert!(is_container_reference(ok), "{ok}");
+        }
+        let long = "a".repeat(254);
+        for bad in [
+            "",
+            "/",
+            ".",
+            "..",
+            "a/b",
+            "%2e%2e%2f",
+            "-rf",
+            "a\0b",
+            "é",
+            " ",
+            long.as_str(),
+        ] {
+            assert!(!is_container_reference(bad), "{bad:?}");
+        }
     }
 }

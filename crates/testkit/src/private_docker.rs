@@ -1,7 +1,8 @@
 //! A Docker daemon of the test's own, for scenarios that stop and start
 //! Docker under the shim without disturbing the tests that share the
 //! machine's daemon. It has its own socket, data root, exec root (so its own
-//! containerd) and config file; no bridge, no iptables rules.
+//! containerd) and config file; no bridge, no iptables rules, and no way
+//! out to registries beyond loopback.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -82,6 +83,12 @@ impl PrivateDocker {
                 "--ip-masq=false",
                 "--exec-opt=native.cgroupdriver=cgroupfs",
             ])
+            // Tests never reach the internet: any pull from a registry that
+            // is not on loopback goes to a proxy that refuses (Go never
+            // proxies loopback addresses, so the local registries work).
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env_remove("NO_PROXY")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

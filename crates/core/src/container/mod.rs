@@ -137,7 +137,9 @@ impl DockerCri {
             {
                 Ok(()) => {}
                 Err(e) if is_docker_not_modified(&e) => {}
-                Err(e) => return Err(Error::docker(format!("starting container {full_id}"))(e)),
+                Err(e) => {
+                    return Err(Error::docker_start(format!("starting container {full_id}"))(e));
+                }
             }
             self.store.fetch(&full_id).await?;
             self.disk_usage.nudge();

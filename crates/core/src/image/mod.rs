@@ -122,7 +122,9 @@ impl DockerCri {
         let lookup = match parse_image_name(name) {
             Ok(ImageName::Id(id)) => id,
             Ok(ImageName::Reference(r)) => r.with_default_tag().to_string(),
-            Err(_) => name.to_string(),
+            // Not a reference, so no image has this name; and it must not
+            // reach Docker's URL path, where `/` and `.` change what is asked.
+            Err(_) => return Ok(None),
         };
         match self.docker.inspect_image(&lookup).await {
             Ok(inspect) => {
@@ -379,6 +381,20 @@ pub(crate) fn credentials_for(
     })
 }
 
+/// What Docker says when it cannot reach a registry (Go's net/http and
+/// resolver messages).
+const REGISTRY_UNREACHABLE: [&str; 9] = [
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "proxyconnect",
+    "network is unreachable",
+    "tls handshake timeout",
+    "server misbehaving",
+    "no route to host",
+    "request canceled while waiting for connection",
+];
+
 fn pull_error(image: &str, error: bollard::errors::Error) -> Error {
     let message = match &error {
         bollard::errors::Error::DockerStreamError { error } => error.clone(),
@@ -405,6 +421,10 @@ fn pull_error(image: &str, error: bollard::errors::Error) -> Error {
         )
     {
         Error::NotFound(text)
+    } else if REGISTRY_UNREACHABLE.iter().any(|m| lower.contains(m)) {
+        // The registry (or the proxy to it) cannot be reached: a condition
+        // of the network that a retry may get past, not of the request.
+        Error::Unavailable(text)
     } else {
         Error::Docker {
             context: format!("pulling image {image:?}"),
@@ -536,5 +556,15 @@ mod tests {
             pull_error("x", e("connection reset")),
             Error::Docker { .. }
         ));
+        for unreachable in [
+            "Get \"https://registry-1.docker.io/v2/\": proxyconnect tcp: dial tcp 127.0.0.1:9: connect: connection refused",
+            "Get \"https://r.example/v2/\": dial tcp: lookup r.example on 10.0.0.2:53: no such host",
+            "Get \"https://r.example/v2/\": net/http: TLS handshake timeout",
+        ] {
+            assert!(
+                matches!(pull_error("x", e(unreachable)), Error::Unavailable(_)),
+                "{unreachable}"
+            );
+        }
     }
 }

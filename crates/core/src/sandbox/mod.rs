@@ -341,7 +341,7 @@ impl DockerCri {
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .instrument(tracing::debug_span!("start"))
             .await
-            .map_err(Error::docker("starting the sandbox container"))?;
+            .map_err(Error::docker_start("starting the sandbox container"))?;
         steps.done("start");
         // This inspect also refreshes the store: the next call sees the
         // sandbox running without asking Docker again.

@@ -44,6 +44,17 @@ pub(crate) enum Freshness {
     Current,
 }
 
+/// InvalidArgument for an id that cannot name any container.
+fn check_reference(id: &str) -> Result<()> {
+    if crate::naming::is_container_reference(id) {
+        return Ok(());
+    }
+    let shown: String = id.chars().take(80).collect();
+    Err(Error::InvalidArgument(format!(
+        "{shown:?} is not a container or sandbox id (nor a Docker name)"
+    )))
+}
+
 /// What Docker says of an id a client handed us.
 #[derive(Debug, Clone)]
 pub(crate) enum Found {
@@ -188,6 +199,7 @@ impl NodeStore {
     /// The record of `id` from memory, else from Docker (an id the store
     /// has not seen yet, a name, an ambiguous prefix Docker will reject).
     pub(crate) async fn lookup(&self, id: &str) -> Result<Option<Arc<Record>>> {
+        check_reference(id)?;
         if self.is_synced()
             && let Some(record) = self.get(id)
         {
@@ -230,6 +242,7 @@ impl NodeStore {
     /// remove of it is already done) from one Docker runs for someone else
     /// (which the CRI must never touch).
     pub(crate) async fn find(&self, id: &str) -> Result<Found> {
+        check_reference(id)?;
         let seq = self.ticket();
         match self
             .docker

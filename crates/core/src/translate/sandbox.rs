@@ -104,6 +104,22 @@ pub fn checkpoint_data(config: &PodSandboxConfig) -> CheckpointData {
 }
 
 /// The container name and create body of the pause container.
+/// The Kubernetes API's rule for sysctl names: dot- or slash-separated
+/// segments of lowercase letters, digits, `-` and `_`, at most 253 long.
+/// Whether the kernel namespaces it is runc's to say, at start.
+fn is_sysctl_name(name: &str) -> bool {
+    let segment_ok = |seg: &str| {
+        let bytes = seg.as_bytes();
+        !bytes.is_empty()
+            && bytes[0].is_ascii_alphanumeric()
+            && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
+    };
+    name.len() <= 253 && name.split(['.', '/']).all(segment_ok)
+}
+
 pub fn create_body(
     config: &PodSandboxConfig,
     options: &SandboxOptions,
@@ -113,6 +129,16 @@ pub fn create_body(
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("sandbox config has no metadata".into()))?;
     let name = naming::sandbox_name(metadata);
+    if let Some(linux) = &config.linux {
+        for key in linux.sysctls.keys() {
+            if !is_sysctl_name(key) {
+                let shown: String = key.chars().take(80).collect();
+                return Err(Error::InvalidArgument(format!(
+                    "sysctl {shown:?} is not a sysctl name"
+                )));
+            }
+        }
+    }
 
     let mut docker_labels = labels::make_labels(&config.labels, &config.annotations);
     docker_labels.insert(
@@ -313,6 +339,20 @@ mod tests {
             crate::checkpoint::PodSandboxCheckpoint::decode(&std::fs::read(path).unwrap()).unwrap();
         assert_eq!(data, theirs.data());
         assert!(checkpoint_data(&reference_config("pod-host.json")).host_network);
+    }
+
+    #[test]
+    fn sysctl_names_follow_the_kubernetes_rule() {
+        for ok in [
+            "net.ipv4.ip_unprivileged_port_start",
+            "kernel.shm_rmid_forced",
+            "net/ipv4/conf/eth0/forwarding",
+        ] {
+            assert!(is_sysctl_name(ok), "{ok}");
+        }
+        for bad in ["", "-rf", "%2e%2e%2f", "net..x", "Net.x", "a\0b", "net.x-"] {
+            assert!(!is_sysctl_name(bad), "{bad:?}");
+        }
     }
 
     #[test]
