@@ -1,8 +1,9 @@
 //! A Docker daemon of the test's own, for scenarios that stop and start
 //! Docker under the shim without disturbing the tests that share the
 //! machine's daemon. It has its own socket, data root, exec root (so its own
-//! containerd) and config file; no bridge, no iptables rules, and no way
-//! out to registries beyond loopback.
+//! containerd), config file and default bridge; no iptables rules, and no
+//! way out to registries beyond loopback. (`--bridge=none` is no option:
+//! dockerd then deletes `docker0`, the machine daemon's bridge.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +18,7 @@ pub struct PrivateDocker {
     exec_root: PathBuf,
     config: PathBuf,
     log: PathBuf,
+    bridge: String,
     child: Option<Child>,
 }
 
@@ -28,7 +30,29 @@ impl PrivateDocker {
         std::fs::create_dir_all(&dir).unwrap();
         // containerd's socket lives under the exec root: keep it short.
         let exec_root = PathBuf::from("/run").join(format!("crid-{name}"));
+        // Its own bridge, which dockerd only uses (never creates or deletes).
+        let bridge = format!("crid-{}", &name[2..10]);
+        let subnet = u8::from_str_radix(&name[2..4], 16).unwrap();
+        for args in [
+            vec!["link", "add", &bridge, "type", "bridge"],
+            vec![
+                "addr",
+                "add",
+                &format!("10.78.{subnet}.1/24"),
+                "dev",
+                &bridge,
+            ],
+            vec!["link", "set", &bridge, "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().expect("ip");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let mut daemon = Self {
+            bridge,
             socket: dir.join("docker.sock"),
             data_root: dir.join("data"),
             exec_root,
@@ -77,8 +101,8 @@ impl PrivateDocker {
                 self.dir.join("docker.pid").display()
             ))
             .arg(format!("--config-file={}", self.config.display()))
+            .arg(format!("--bridge={}", self.bridge))
             .args([
-                "--bridge=none",
                 "--iptables=false",
                 "--ip-masq=false",
                 "--exec-opt=native.cgroupdriver=cgroupfs",
@@ -170,6 +194,9 @@ impl Drop for PrivateDocker {
             .arg(&self.exec_root)
             .output();
         let _ = std::fs::remove_dir_all(&self.exec_root);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
