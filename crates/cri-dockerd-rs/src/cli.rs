@@ -103,6 +103,15 @@ pub struct Cli {
     #[arg(long, value_name = "string", value_parser = parse_streaming_bind_addr)]
     pub streaming_bind_addr: Option<StreamingBindAddr>,
 
+    /// Close an exec, attach or port-forward session after this long without traffic (the
+    /// kubelet's flag of the same name, and its default).
+    #[arg(long, value_name = "duration", default_value = "4h0m0s", value_parser = parse_go_duration)]
+    pub streaming_connection_idle_timeout: Duration,
+
+    /// How long a streaming client may take to send its request headers (hidden: for tests).
+    #[arg(long, default_value = "30s", value_parser = parse_go_duration, hide = true)]
+    pub streaming_read_header_timeout: Duration,
+
     /// How long a streaming URL stays valid (hidden: for tests).
     #[arg(long, default_value = "1m0s", value_parser = parse_go_duration, hide = true)]
     pub streaming_token_ttl: Duration,

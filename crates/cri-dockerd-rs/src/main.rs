@@ -97,8 +97,12 @@ async fn run(cli: Cli, mut systemd: SystemdHandover) -> anyhow::Result<()> {
         .as_ref()
         .map_or(DEFAULT_STREAMING_ADDR, |a| a.as_str());
     let backend = streams::backend(docker.clone(), endpoint);
+    let limits = cri_dockerd_streaming::Limits {
+        read_header_timeout: cli.streaming_read_header_timeout,
+        idle_timeout: cli.streaming_connection_idle_timeout,
+    };
     let streaming =
-        StreamingServer::bind_with_ttl(streaming_addr, backend, cli.streaming_token_ttl)
+        StreamingServer::bind_with(streaming_addr, backend, cli.streaming_token_ttl, limits)
             .await
             .with_context(|| format!("binding the streaming server on {streaming_addr}"))?;
     tracing::info!(address = %streaming.local_addr(), "streaming server listening");

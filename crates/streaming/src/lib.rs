@@ -3,6 +3,7 @@
 //! kubelet streaming library's protocols.
 
 pub mod backend;
+mod limits;
 pub mod portforward;
 pub mod remotecommand;
 mod server;
@@ -16,5 +17,6 @@ pub use backend::{
     AttachParams, Backend, ExecParams, Outcome, PortForwardParams, StreamIo, StreamRequest,
     TerminalSize,
 };
+pub use limits::Limits;
 pub use server::{ACCEPTED_PROTOCOLS_HEADER, PROTOCOL_HEADER, StreamingServer};
 pub use tokens::{TOKEN_TTL, TokenCache, TokenError};

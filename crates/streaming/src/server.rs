@@ -10,13 +10,14 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
 
 use crate::backend::{Backend, StreamRequest};
+use crate::limits::{AcceptBackoff, IdleTimeout, Limits};
 use crate::remotecommand::{self, Command};
 use crate::spdy::SpdyConnection;
 use crate::spdy::conn::Role;
@@ -38,6 +39,7 @@ pub const ACCEPTED_PROTOCOLS_HEADER: &str = "X-Accepted-Stream-Protocol-Versions
 struct State {
     tokens: Arc<TokenCache>,
     backend: Arc<dyn Backend>,
+    limits: Limits,
 }
 
 pub struct StreamingServer {
@@ -56,14 +58,15 @@ impl Drop for StreamingServer {
 impl StreamingServer {
     /// Binds `addr` (`host:port`; port 0 picks a free one) and serves.
     pub async fn bind(addr: &str, backend: Arc<dyn Backend>) -> std::io::Result<Self> {
-        Self::bind_with_ttl(addr, backend, crate::tokens::TOKEN_TTL).await
+        Self::bind_with(addr, backend, crate::tokens::TOKEN_TTL, Limits::default()).await
     }
 
-    /// As `bind`, with tokens that expire after `ttl`.
-    pub async fn bind_with_ttl(
+    /// As `bind`, with tokens that expire after `ttl` and these limits.
+    pub async fn bind_with(
         addr: &str,
         backend: Arc<dyn Backend>,
         ttl: std::time::Duration,
+        limits: Limits,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
@@ -79,16 +82,29 @@ impl StreamingServer {
         let state = Arc::new(State {
             tokens: tokens.clone(),
             backend,
+            limits,
         });
         let task = tokio::spawn(async move {
+            let mut backoff = AcceptBackoff::default();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => {
+                        backoff.succeeded();
+                        stream
+                    }
+                    Err(e) => {
+                        tokio::time::sleep(backoff.failed(&e)).await;
+                        continue;
+                    }
                 };
                 let state = state.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(req, state.clone()));
+                    // The header timeout also closes keep-alive connections
+                    // that never send a next request.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(limits.read_header_timeout)
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()
                         .await;
@@ -219,7 +235,10 @@ async fn handle(
                 let Ok(upgraded) = on_upgrade.await else {
                     return;
                 };
-                let conn = SpdyConnection::new(TokioIo::new(upgraded), Role::Server);
+                let conn = SpdyConnection::new(
+                    IdleTimeout::new(TokioIo::new(upgraded), state.limits.idle_timeout),
+                    Role::Server,
+                );
                 serve_spdy(conn, protocol, request, state.backend.clone()).await;
             });
             let mut response = respond(StatusCode::SWITCHING_PROTOCOLS, "");
@@ -264,9 +283,12 @@ async fn handle(
                 let Ok(upgraded) = on_upgrade.await else {
                     return;
                 };
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), WsRole::Server, None)
-                        .await;
+                let ws = WebSocketStream::from_raw_socket(
+                    IdleTimeout::new(TokioIo::new(upgraded), state.limits.idle_timeout),
+                    WsRole::Server,
+                    None,
+                )
+                .await;
                 if protocol == Some(tunnel::PORT_FORWARD_TUNNEL_PROTOCOL)
                     && let StreamRequest::PortForward(params) = request
                 {
