@@ -9,6 +9,8 @@ fn main() {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("cri_v1_descriptor.bin"))
+        // Undecodable messages are InvalidArgument, not Internal.
+        .codec_path("crate::codec::CriCodec")
         .compile_protos(&[api], &[root])
         .expect(
             "compiling proto/runtime/v1/api.proto (needs protoc: apt install protobuf-compiler)",

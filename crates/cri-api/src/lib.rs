@@ -3,6 +3,8 @@
 //! CRI of Kubernetes 1.34): messages, the `RuntimeService` and
 //! `ImageService` servers and clients.
 
+pub mod codec;
+
 pub mod v1 {
     tonic::include_proto!("runtime.v1");
 }

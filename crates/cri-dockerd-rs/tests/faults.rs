@@ -197,9 +197,17 @@ async fn sigkill_while_pods_start_leaves_nothing_once_the_kubelet_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let net = ScenarioNet::new(dir.path(), 13);
     let mut shim = shim_on(&net).await;
-    // Different moments of the same start-up: before, during and after
-    // the containers, checkpoints and CNI ADDs of 24 pods.
-    for (round, kill_after_ms) in [60u64, 700, 1800].into_iter().enumerate() {
+    // Random moments (seeded; CRID_FAULT_SEED repeats a run) early, in the
+    // middle and late in the start-up of 24 pods: before, during and after
+    // their containers, checkpoints and CNI ADDs.
+    let seed = std::env::var("CRID_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("seed {seed} (CRID_FAULT_SEED repeats a run)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let moments = [rng.u64(0..200), rng.u64(200..1000), rng.u64(1000..2500)];
+    for (round, kill_after_ms) in moments.into_iter().enumerate() {
         let starts: Vec<_> = (0..24)
             .map(|i| {
                 let name = format!("k{round}x{i}");
