@@ -481,6 +481,7 @@ async fn containers_that_are_not_ours_answer_not_found_and_are_left_alone() {
         )
         .await
         .unwrap();
+    assert_clean(&shim, None).await;
 }
 
 /// The kubelet may remove a pod while a CreateContainer for it is still
@@ -567,7 +568,7 @@ async fn create_container_racing_remove_pod_sandbox_leaves_no_container_behind()
 /// follows Docker's events again and sees what changed in the daemon.
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_restarting_under_the_shim_gives_unavailable_then_service_again() {
-    let env = test_env().await;
+    test_env().await;
     let mut docker = PrivateDocker::start(&serde_json::json!({})).await;
     docker.load_from_host(&[PAUSE_IMAGE, BUSYBOX_IMAGE]);
     let mut shim = Shim::builder(BIN)
@@ -760,7 +761,6 @@ async fn docker_restarting_under_the_shim_gives_unavailable_then_service_again()
     assert!(found.is_empty(), "{found:?}");
     shim.kill();
     drop(docker);
-    let _ = env;
 }
 
 fn code_of<T>(result: Result<T, tonic::Status>) -> Code {

@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use cri_dockerd_api::v1::*;
+use cri_dockerd_testkit::audit::leaks;
 use cri_dockerd_testkit::cri::{container_config, containers, host_network, pod_config, pods};
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
 use cri_dockerd_testkit::streaming::{self, Options};
@@ -198,6 +199,13 @@ async fn idle_and_unfinished_connections_are_closed_while_exec_and_port_forward_
     );
     assert!(outcome.exit_code().is_none(), "no exit status: {outcome:?}");
     echo_works(&shim, &ctr).await;
+    remove_and_audit(shim).await;
+}
+
+async fn remove_and_audit(mut shim: Shim) {
+    shim.cleanup().await;
+    let found = leaks(&shim, &test_env().await.docker, None).await;
+    assert!(found.is_empty(), "{found:?}");
 }
 
 /// CPU time (user + system) of a process so far.
@@ -257,4 +265,5 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
         shim.log_text()
             .contains("the streaming server accepts connections again")
     );
+    remove_and_audit(shim).await;
 }
