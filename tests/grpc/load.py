@@ -53,6 +53,15 @@ def main():
         with lock:
             errors.append("%s: %s %s" % (where, code, detail))
 
+    def status_unless_gone(call, request):
+        # A writer may remove the pod or container between the list and the
+        # status: NotFound is then the right answer.
+        try:
+            call(request, timeout=10)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+
     def reader(seed):
         rng = random.Random(seed)
         while time.monotonic() < deadline:
@@ -60,24 +69,12 @@ def main():
             try:
                 pods = runtime.ListPodSandbox(api.ListPodSandboxRequest(), timeout=10).items
                 containers = runtime.ListContainers(api.ListContainersRequest(), timeout=10).containers
-                # A pod or container may be removed by a writer between the
-                # list and the status: NotFound is then the right answer.
                 if pods:
-                    pod = rng.choice(pods)
-                    try:
-                        runtime.PodSandboxStatus(
-                            api.PodSandboxStatusRequest(pod_sandbox_id=pod.id), timeout=10)
-                    except grpc.RpcError as e:
-                        if e.code() != grpc.StatusCode.NOT_FOUND:
-                            raise
+                    status_unless_gone(runtime.PodSandboxStatus, api.PodSandboxStatusRequest(
+                        pod_sandbox_id=rng.choice(pods).id))
                 if containers:
-                    container = rng.choice(containers)
-                    try:
-                        runtime.ContainerStatus(
-                            api.ContainerStatusRequest(container_id=container.id), timeout=10)
-                    except grpc.RpcError as e:
-                        if e.code() != grpc.StatusCode.NOT_FOUND:
-                            raise
+                    status_unless_gone(runtime.ContainerStatus, api.ContainerStatusRequest(
+                        container_id=rng.choice(containers).id))
             except grpc.RpcError as e:
                 record_error("reader", e)
                 continue

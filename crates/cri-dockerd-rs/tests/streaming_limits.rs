@@ -65,22 +65,24 @@ async fn exec_url(shim: &Shim, container: &str, cmd: &[&str]) -> String {
         .url
 }
 
-async fn echo_works(shim: &Shim, container: &str) {
-    let url = exec_url(shim, container, &["echo", "served"]).await;
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(20),
-        streaming::ws_command(
-            &url,
-            "v5.channel.k8s.io",
-            Options {
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            },
-        ),
+/// An exec over WebSocket (v5), as kubectl 1.31+ runs it, within `limit`.
+async fn ws_exec(url: &str, limit: Duration) -> streaming::Outcome {
+    let options = Options {
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    tokio::time::timeout(
+        limit,
+        streaming::ws_command(url, "v5.channel.k8s.io", options),
     )
     .await
-    .expect("exec served");
+    .expect("the exec ends in time")
+}
+
+async fn echo_works(shim: &Shim, container: &str) {
+    let url = exec_url(shim, container, &["echo", "served"]).await;
+    let outcome = ws_exec(&url, Duration::from_secs(20)).await;
     assert_eq!(outcome.stdout, b"served\n");
 }
 
@@ -178,20 +180,7 @@ async fn idle_and_unfinished_connections_are_closed_while_exec_and_port_forward_
     // before its command would end.
     let url = exec_url(&shim, &ctr, &["sleep", "60"]).await;
     let started = Instant::now();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(30),
-        streaming::ws_command(
-            &url,
-            "v5.channel.k8s.io",
-            Options {
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            },
-        ),
-    )
-    .await
-    .expect("the silent session is closed");
+    let outcome = ws_exec(&url, Duration::from_secs(30)).await;
     let took = started.elapsed();
     assert!(
         took >= IDLE_TIMEOUT && took < IDLE_TIMEOUT + Duration::from_secs(7),
