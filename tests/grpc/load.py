@@ -13,6 +13,7 @@ under UID_PREFIX. Prints one JSON object: rounds, round latencies
 (crates/cri-dockerd-rs/tests/load.rs) judges it.
 """
 import json
+import os
 import random
 import sys
 import threading
@@ -88,10 +89,13 @@ def main():
             n += 1
             name = "churn%dx%d" % (index, n)
             uid = "%s-%s" % (uid_prefix, name)
+            log_directory = os.path.join(work, "logs", name)
+            # The kubelet makes the pod's and the container's log directories.
+            os.makedirs(os.path.join(log_directory, "c"), exist_ok=True)
             config = api.PodSandboxConfig(
                 metadata=api.PodSandboxMetadata(name=name, namespace="default", uid=uid),
                 hostname=name,
-                log_directory="%s/logs/%s" % (work, name),
+                log_directory=log_directory,
                 labels={"io.kubernetes.pod.uid": uid},
                 linux=api.LinuxPodSandboxConfig(),
             )
