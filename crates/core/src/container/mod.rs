@@ -159,10 +159,10 @@ impl DockerCri {
     /// Honours `timeout` seconds, then Docker sends SIGKILL. A container
     /// that is already stopped, or gone, is fine.
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
-        let Some(id) = self.own_container_id(id).await? else {
+        let Some(record) = self.own_container(id).await? else {
             return Ok(());
         };
-        let id = id.as_str();
+        let id = record.id.as_str();
         let t = timeout.clamp(0, i32::MAX as i64) as i32;
         match self
             .docker
@@ -183,13 +183,13 @@ impl DockerCri {
         Ok(())
     }
 
-    /// The full id of one of our containers, for a stop or a remove:
+    /// One of our containers as Docker has it now, for a stop or a remove:
     /// `None` when it is gone (the call is then done, as the CRI asks);
     /// NotFound for a sandbox or a container that is not ours, which must
     /// be left untouched.
-    async fn own_container_id(&self, id: &str) -> Result<Option<String>> {
+    async fn own_container(&self, id: &str) -> Result<Option<Arc<Record>>> {
         match self.store.find(id).await? {
-            Found::Ours(record) if record.kind == Kind::Container => Ok(Some(record.id.clone())),
+            Found::Ours(record) if record.kind == Kind::Container => Ok(Some(record)),
             Found::Gone => Ok(None),
             Found::Ours(_) | Found::NotOurs => {
                 Err(Error::NotFound(format!("container {id} not found")))
@@ -199,18 +199,15 @@ impl DockerCri {
 
     /// Removes the container and its CRI log file; one that is gone is fine.
     pub async fn remove_container(&self, id: &str) -> Result<()> {
-        let Some(full_id) = self.own_container_id(id).await? else {
+        let Some(record) = self.own_container(id).await? else {
             return Ok(());
         };
-        let inspect = match self.inspect_container_checked(&full_id).await {
-            Ok(inspect) => inspect,
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => return Err(e),
-        };
+        let full_id = record.id.clone();
+        let inspect = &record.inspect;
         self.logs.forget(&full_id);
         self.oom_kills.forget(&full_id);
         self.remove_docker_container(&full_id).await?;
-        if let Some(path) = label(&inspect, labels::CONTAINER_LOG_PATH)
+        if let Some(path) = label(inspect, labels::CONTAINER_LOG_PATH)
             && let Err(e) = std::fs::remove_file(path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
