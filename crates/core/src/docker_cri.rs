@@ -139,8 +139,8 @@ impl DockerCri {
     }
 
     /// Each time the store is back in step after losing Docker, the daemon
-    /// may be a new one (restarted, upgraded, reconfigured): its facts and
-    /// version are asked again.
+    /// may be a new one (restarted, upgraded, reconfigured): its facts,
+    /// version and API version are asked again.
     fn refresh_facts_on_resync(self: &Arc<Self>) {
         let mut synced = self.store.synced_changes();
         let cri = Arc::downgrade(self);
@@ -154,6 +154,11 @@ impl DockerCri {
                 }
                 let Some(cri) = cri.upgrade() else { return };
                 *cri.version_cache.lock() = None;
+                // Every clone of the client shares its API version: one
+                // negotiation lowers it for all if the daemon is older now.
+                if let Err(e) = cri.docker.clone().negotiate_version().await {
+                    tracing::warn!(error = %e, "could not negotiate the API version with Docker again");
+                }
                 if let Err(e) = cri.facts.refresh(&cri.docker).await {
                     tracing::warn!(error = %e, "could not ask Docker for its facts again");
                 }
