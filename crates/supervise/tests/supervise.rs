@@ -59,7 +59,11 @@ fn a_program_that_exits_is_started_again_after_the_delay() {
         lines(&starts)
     );
     kill(Pid::from_raw(supervisor.id() as i32), Signal::SIGTERM).unwrap();
-    assert!(exit_within(&mut supervisor, Duration::from_secs(5)).success());
+    // Stopped during the delay: success. Stopped while the program ran (a
+    // moment of each cycle, longer on a loaded machine): the program's own
+    // status, 3, or 143 when the TERM reached it first.
+    let status = exit_within(&mut supervisor, Duration::from_secs(5));
+    assert!(matches!(status.code(), Some(0 | 3 | 143)), "{status:?}");
 
     let times: Vec<u128> = lines(&starts).iter().map(|l| l.parse().unwrap()).collect();
     for pair in times.windows(2) {
