@@ -17,7 +17,7 @@ use cri_dockerd_testkit::streaming::{self, Options};
 use cri_dockerd_testkit::{Shim, test_env};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
-const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn limited_shim(binary: &std::path::Path) -> Shim {
@@ -237,8 +237,10 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     let before = cpu_time(shim.pid());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let spent = cpu_time(shim.pid()) - before;
+    // A spinning loop burns a whole core; the shim's other work (Docker's
+    // events of the tests running beside this one) stays well below half.
     assert!(
-        spent < Duration::from_millis(300),
+        spent < Duration::from_millis(500),
         "the accept loop spins: {spent:?} of CPU in 1 s"
     );
     assert!(
