@@ -122,9 +122,6 @@ impl DockerCri {
     /// that is left). NotFound for a container of ours that is not a
     /// sandbox, or one that is not ours: those are never touched.
     async fn own_sandbox_id(&self, id: &str) -> Result<String> {
-        if id.is_empty() {
-            return Err(Error::InvalidArgument("pod_sandbox_id is required".into()));
-        }
         match self.store.find(id).await? {
             Found::Ours(record) if record.kind == Kind::Sandbox => Ok(record.id.clone()),
             Found::Gone => Ok(id.to_string()),
