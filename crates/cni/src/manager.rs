@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use cri_dockerd_telemetry::{metrics, steps};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -198,6 +199,17 @@ impl CniManager {
     }
 
     async fn add(&self, list: &NetworkConfigList, rt: &RuntimeConf) -> Result<Value, Error> {
+        let started = Instant::now();
+        let outcome = self.add_untimed(list, rt).await;
+        observe("ADD", list, started, outcome.is_ok());
+        outcome
+    }
+
+    async fn add_untimed(
+        &self,
+        list: &NetworkConfigList,
+        rt: &RuntimeConf,
+    ) -> Result<Value, Error> {
         let mut prev: Option<Value> = None;
         for index in 0..list.plugins.len() {
             prev = self
@@ -220,6 +232,18 @@ impl CniManager {
     /// DEL runs the plugins in reverse; from spec 0.4.0 on they get the
     /// cached ADD result as prevResult.
     async fn del(
+        &self,
+        list: &NetworkConfigList,
+        rt: &RuntimeConf,
+        cached: Option<&Value>,
+    ) -> Result<(), Error> {
+        let started = Instant::now();
+        let outcome = self.del_untimed(list, rt, cached).await;
+        observe("DEL", list, started, outcome.is_ok());
+        outcome
+    }
+
+    async fn del_untimed(
         &self,
         list: &NetworkConfigList,
         rt: &RuntimeConf,
@@ -453,4 +477,10 @@ mod tests {
         );
         assert!(manager.network().is_err());
     }
+}
+
+/// Metrics and the current request's steps for one operation on a network.
+fn observe(operation: &'static str, list: &NetworkConfigList, started: Instant, ok: bool) {
+    metrics::cni_operation(operation, &list.name, started.elapsed(), ok);
+    steps::record(format!("cni {operation} {}", list.name), started);
 }

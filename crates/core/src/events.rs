@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cri_dockerd_api::v1::{ContainerEventResponse, ContainerEventType};
+use cri_dockerd_telemetry::metrics::EventSubscriber;
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -47,19 +48,23 @@ impl DockerCri {
     ) -> impl Stream<Item = ContainerEventResponse> + Send + use<> {
         let changes = self.store.subscribe();
         let runtime = self.clone();
+        // Its series live as long as the stream.
+        let subscriber = EventSubscriber::new();
         futures::stream::unfold(
-            (changes, runtime, 0u64),
-            |(mut changes, runtime, mut lost)| async move {
+            (changes, runtime, 0u64, subscriber),
+            |(mut changes, runtime, mut lost, subscriber)| async move {
                 loop {
                     match changes.recv().await {
                         Ok(change) => {
                             if let Some(event) = runtime.event_of(&change).await {
-                                return Some((event, (changes, runtime, lost)));
+                                subscriber.delivered();
+                                return Some((event, (changes, runtime, lost, subscriber)));
                             }
                         }
                         Err(RecvError::Lagged(n)) => {
                             lost += n;
                             DROPPED.fetch_add(n, Ordering::Relaxed);
+                            subscriber.dropped(n);
                             tracing::warn!(
                                 lost_now = n,
                                 lost_in_all = lost,

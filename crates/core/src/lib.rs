@@ -23,6 +23,7 @@ mod image;
 pub mod labels;
 mod locks;
 pub mod naming;
+mod node_counts;
 mod oom;
 mod runtime_status;
 mod sandbox;

@@ -1,6 +1,7 @@
 //! The HTTP side: `/exec/<token>`, `/attach/<token>`, `/portforward/<token>`,
 //! upgraded to SPDY/3.1 or WebSocket.
 
+use cri_dockerd_telemetry::metrics::{self, SessionKind};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -170,6 +171,14 @@ fn query_ports(uri: &http::Uri) -> Vec<String> {
         .collect()
 }
 
+fn session_kind(request: &StreamRequest) -> SessionKind {
+    match request {
+        StreamRequest::Exec(_) => SessionKind::Exec,
+        StreamRequest::Attach(_) => SessionKind::Attach,
+        StreamRequest::PortForward(_) => SessionKind::PortForward,
+    }
+}
+
 async fn handle(
     mut req: Request<Incoming>,
     state: Arc<State>,
@@ -235,6 +244,7 @@ async fn handle(
                 let Ok(upgraded) = on_upgrade.await else {
                     return;
                 };
+                let _open = metrics::session_opened(session_kind(&request));
                 let conn = SpdyConnection::new(
                     IdleTimeout::new(TokioIo::new(upgraded), state.limits.idle_timeout),
                     Role::Server,
@@ -283,6 +293,7 @@ async fn handle(
                 let Ok(upgraded) = on_upgrade.await else {
                     return;
                 };
+                let _open = metrics::session_opened(session_kind(&request));
                 let ws = WebSocketStream::from_raw_socket(
                     IdleTimeout::new(TokioIo::new(upgraded), state.limits.idle_timeout),
                     WsRole::Server,

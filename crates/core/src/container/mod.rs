@@ -5,7 +5,7 @@ pub mod logs;
 pub mod oom_kills;
 mod status;
 
-pub(crate) use status::ImageNames;
+pub(crate) use status::{ImageNames, cri_container_state};
 
 use std::collections::HashMap;
 use std::path::PathBuf;

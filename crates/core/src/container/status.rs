@@ -64,7 +64,7 @@ fn cri_state(inspect: &ContainerInspectResponse) -> (ContainerState, &'static st
 }
 
 /// The CRI's container state for a phase, as cri-dockerd maps `docker ps`.
-fn cri_container_state(phase: Phase) -> ContainerState {
+pub(crate) fn cri_container_state(phase: Phase) -> ContainerState {
     match phase {
         Phase::Running => ContainerState::ContainerRunning,
         Phase::Created => ContainerState::ContainerCreated,

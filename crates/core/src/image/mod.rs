@@ -13,6 +13,7 @@ use cri_dockerd_api::v1::{
     AuthConfig, FilesystemIdentifier, FilesystemUsage, Image, ImageFsInfoResponse, ImageSpec,
     ImageStatusResponse, Int64Value, UInt64Value,
 };
+use cri_dockerd_telemetry::metrics;
 use futures::StreamExt;
 
 use crate::docker_cri::DockerCri;
@@ -218,13 +219,33 @@ impl DockerCri {
         };
         let full = reference.to_string();
         let credentials = auth.map(|a| credentials_for(a, &reference)).transpose()?;
+        let started = Instant::now();
+        let pulled = self.pull_reference(&full, credentials).await;
+        let size = pulled
+            .as_ref()
+            .map_or(0, |inspect| inspect.size.unwrap_or(0));
+        metrics::image_pull(
+            started.elapsed(),
+            u64::try_from(size).unwrap_or(0),
+            pulled.is_ok(),
+        );
+        let id = pulled?.id.unwrap_or_default();
+        tracing::info!(image = %full, id = %id, seconds = started.elapsed().as_secs_f32(), "pulled image");
+        Ok(id)
+    }
+
+    /// Pulls `full` and inspects what arrived.
+    async fn pull_reference(
+        &self,
+        full: &str,
+        credentials: Option<DockerCredentials>,
+    ) -> Result<ImageInspect> {
         let options = CreateImageOptions {
-            from_image: Some(full.clone()),
+            from_image: Some(full.to_string()),
             ..Default::default()
         };
         let deadline = self.settings.image_pull_progress_deadline;
         let mut stream = self.docker.create_image(Some(options), None, credentials);
-        let started = Instant::now();
         let mut last_log = Instant::now();
         let mut latest = String::new();
         tracing::info!(image = %full, "pulling image");
@@ -252,15 +273,12 @@ impl DockerCri {
                         last_log = Instant::now();
                     }
                 }
-                Ok(Some(Err(e))) => return Err(pull_error(&full, e)),
+                Ok(Some(Err(e))) => return Err(pull_error(full, e)),
             }
         }
-        let inspect = self.inspect_image_by_ref(&full).await?.ok_or_else(|| {
+        self.inspect_image_by_ref(full).await?.ok_or_else(|| {
             Error::Internal(format!("image {full:?} is not present after pulling it"))
-        })?;
-        let id = inspect.id.unwrap_or_default();
-        tracing::info!(image = %full, id = %id, seconds = started.elapsed().as_secs_f32(), "pulled image");
-        Ok(id)
+        })
     }
 
     /// By ID: every tag and digest goes, then the image. By tag or digest:

@@ -178,7 +178,7 @@ impl DockerCri {
     }
 
     /// Found running without its pod network at start (see `reconcile`).
-    fn lacks_network(&self, id: &str) -> bool {
+    pub(crate) fn lacks_network(&self, id: &str) -> bool {
         self.networks.is_missing(id)
     }
 

@@ -144,7 +144,7 @@ impl Families {
             );
             r.register(
                 "docker_request_errors",
-                "Docker Engine API calls that failed: transport (no answer), client_error (4xx), server_error (5xx)",
+                "Docker Engine API calls that failed: transport (no answer), client_error (4xx), server_error (5xx), abandoned (timed out or caller gone)",
                 f.docker_errors.clone(),
             );
             r.register_with_unit(

@@ -90,6 +90,8 @@ pub enum DockerFailure {
     ClientError,
     /// 5xx: Docker failed.
     ServerError,
+    /// Given up unanswered: the client's timeout, or the caller gone.
+    Abandoned,
 }
 
 impl DockerFailure {
@@ -98,6 +100,7 @@ impl DockerFailure {
             DockerFailure::Transport => "transport",
             DockerFailure::ClientError => "client_error",
             DockerFailure::ServerError => "server_error",
+            DockerFailure::Abandoned => "abandoned",
         }
     }
 }

@@ -1,5 +1,10 @@
-//! Connecting to the Docker daemon named by `--docker-endpoint`.
+//! Connecting to the Docker daemon named by `--docker-endpoint`, through
+//! a transport that times every call.
 
+mod operation;
+mod transport;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -13,11 +18,19 @@ pub async fn connect(endpoint: &str, request_timeout: Duration) -> anyhow::Resul
     let started = Instant::now();
     loop {
         let client = if let Some(path) = endpoint.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, timeout, API_DEFAULT_VERSION)
-        } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
-            Docker::connect_with_http(endpoint, timeout, API_DEFAULT_VERSION)
+            unix(path, timeout)
+        } else if let Some(address) = endpoint
+            .strip_prefix("tcp://")
+            .or_else(|| endpoint.strip_prefix("http://"))
+        {
+            Docker::connect_with_custom_transport(
+                transport::tcp(),
+                Some(format!("http://{address}")),
+                timeout,
+                API_DEFAULT_VERSION,
+            )
         } else if endpoint.starts_with('/') {
-            Docker::connect_with_unix(endpoint, timeout, API_DEFAULT_VERSION)
+            unix(endpoint, timeout)
         } else {
             bail!("unsupported --docker-endpoint {endpoint:?} (unix:///path or tcp://host:port)");
         };
@@ -36,4 +49,20 @@ pub async fn connect(endpoint: &str, request_timeout: Duration) -> anyhow::Resul
             }
         }
     }
+}
+
+fn unix(path: &str, timeout: u64) -> Result<Docker, bollard::errors::Error> {
+    if !Path::new(path).exists() {
+        // As bollard's own unix transport says it, so the wait above retries.
+        return Err(bollard::errors::Error::SocketNotFoundError(
+            path.to_string(),
+        ));
+    }
+    // The host part is never used: the connector dials the socket.
+    Docker::connect_with_custom_transport(
+        transport::unix(Path::new(path)),
+        Some("http://docker"),
+        timeout,
+        API_DEFAULT_VERSION,
+    )
 }
