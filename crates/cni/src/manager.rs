@@ -425,6 +425,12 @@ fn version_at_least(version: &str, wanted: (u64, u64, u64)) -> bool {
     v >= wanted
 }
 
+/// Metrics and the current request's steps for one operation on a network.
+fn observe(operation: &'static str, list: &NetworkConfigList, started: Instant, ok: bool) {
+    metrics::cni_operation(operation, &list.name, started.elapsed(), ok);
+    steps::record(format!("cni {operation} {}", list.name), started);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,8 +485,3 @@ mod tests {
     }
 }
 
-/// Metrics and the current request's steps for one operation on a network.
-fn observe(operation: &'static str, list: &NetworkConfigList, started: Instant, ok: bool) {
-    metrics::cni_operation(operation, &list.name, started.elapsed(), ok);
-    steps::record(format!("cni {operation} {}", list.name), started);
-}
