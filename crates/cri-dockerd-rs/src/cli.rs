@@ -74,6 +74,16 @@ pub struct Cli {
     #[arg(long, default_value = "info", value_name = "string", value_parser = parse_log_level)]
     pub log_level: LogLevel,
 
+    /// How log lines are written: text (one readable line) or json (one object a line with
+    /// timestamp, level, target, message and the request's span fields).
+    #[arg(long, value_enum, default_value = "text", value_name = "string")]
+    pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics and a health check at /healthz:
+    /// IP:PORT (for example 127.0.0.1:9090) or an IP alone for a free port. Off when empty.
+    #[arg(long, default_value = "", value_name = "string", value_parser = parse_metrics_bind_addr)]
+    pub metrics_bind_addr: MetricsBindAddr,
+
     /// The name of the network plugin to be invoked for various events in kubelet/pod lifecycle: "cni", or empty for Docker's bridge.
     #[arg(long, default_value = "cni", value_name = "string")]
     pub network_plugin: String,
@@ -98,10 +108,15 @@ pub struct Cli {
     #[arg(long, value_name = "duration", value_parser = parse_go_duration)]
     pub runtime_request_timeout: Option<Duration>,
 
+    /// Log CRI calls that take longer than this at warn, with their steps (Docker calls, CNI
+    /// plugins). 0 turns it off.
+    #[arg(long, default_value = "1s", value_name = "duration", value_parser = parse_go_duration)]
+    pub slow_request_threshold: Duration,
+
     /// The address to bind the CRI streaming server to: IP:PORT, or an IP alone for a free port
     /// on it (default: 127.0.0.1 with a free port).
     #[arg(long, value_name = "string", value_parser = parse_streaming_bind_addr)]
-    pub streaming_bind_addr: Option<StreamingBindAddr>,
+    pub streaming_bind_addr: Option<BindAddr>,
 
     /// Close an exec, attach or port-forward session after this long without traffic (the
     /// kubelet's flag of the same name, and its default).
@@ -165,11 +180,18 @@ fn parse_log_level(s: &str) -> Result<LogLevel, String> {
     }
 }
 
-/// Where the streaming server listens, as a `host:port` TcpListener takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamingBindAddr(String);
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
-impl StreamingBindAddr {
+/// Where a server of ours listens, as a `host:port` TcpListener takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindAddr(String);
+
+impl BindAddr {
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -178,17 +200,17 @@ impl StreamingBindAddr {
 /// cri-dockerd's rules: `IP:PORT`, or a bare IP for a free port on it (as
 /// in its docs and many unit files); also `[v6]:PORT`, a bare IPv6 address,
 /// `:PORT` for every address and `host:PORT`.
-fn parse_streaming_bind_addr(s: &str) -> Result<StreamingBindAddr, String> {
+fn parse_streaming_bind_addr(s: &str) -> Result<BindAddr, String> {
     let s = s.trim();
     if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
-        return Ok(StreamingBindAddr(addr.to_string()));
+        return Ok(BindAddr(addr.to_string()));
     }
     let bare = s
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
         .unwrap_or(s);
     if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
-        return Ok(StreamingBindAddr(
+        return Ok(BindAddr(
             std::net::SocketAddr::new(ip, 0).to_string(),
         ));
     }
@@ -198,7 +220,7 @@ fn parse_streaming_bind_addr(s: &str) -> Result<StreamingBindAddr, String> {
     let (host, port) = s.rsplit_once(':').ok_or_else(invalid)?;
     port.parse::<u16>().map_err(|_| invalid())?;
     if host.is_empty() {
-        return Ok(StreamingBindAddr(format!("0.0.0.0:{port}")));
+        return Ok(BindAddr(format!("0.0.0.0:{port}")));
     }
     let host_ok = host
         .chars()
@@ -206,7 +228,24 @@ fn parse_streaming_bind_addr(s: &str) -> Result<StreamingBindAddr, String> {
     if !host_ok {
         return Err(invalid());
     }
-    Ok(StreamingBindAddr(s.to_string()))
+    Ok(BindAddr(s.to_string()))
+}
+
+/// `--metrics-bind-addr`: the streaming address's rules, or empty for none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsBindAddr(Option<BindAddr>);
+
+impl MetricsBindAddr {
+    pub fn get(&self) -> Option<&BindAddr> {
+        self.0.as_ref()
+    }
+}
+
+fn parse_metrics_bind_addr(s: &str) -> Result<MetricsBindAddr, String> {
+    if s.trim().is_empty() {
+        return Ok(MetricsBindAddr(None));
+    }
+    parse_streaming_bind_addr(s).map(|a| MetricsBindAddr(Some(a)))
 }
 
 /// cri-dockerd's default Docker request timeout.
@@ -291,7 +330,11 @@ impl Cli {
         {
             return filter;
         }
-        self.log_level.filter().to_string()
+        match self.log_level {
+            // Our debug lines, not the HTTP/2 stack's frame by frame.
+            LogLevel::Debug => "debug,h2=info,hyper=info,hyper_util=info,tower=info".to_string(),
+            level => level.filter().to_string(),
+        }
     }
 }
 

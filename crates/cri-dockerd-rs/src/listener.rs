@@ -10,13 +10,14 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use cri_dockerd_server::CriService;
+use cri_dockerd_server::{CriService, ObserveLayer};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 
 use crate::authority::AuthorityFixed;
+use crate::metrics_endpoint::CriAddress;
 use crate::systemd::{PassedListener, SystemdHandover};
 
 pub enum Listener {
@@ -69,13 +70,30 @@ impl Listener {
         })
     }
 
+    /// Where this process can dial its own CRI (for `/healthz`).
+    pub fn cri_address(&self) -> CriAddress {
+        match self {
+            Listener::Unix { listener, .. } => listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(PathBuf::from))
+                .map_or(CriAddress::Unknown, CriAddress::Unix),
+            Listener::Tcp(listener) => listener
+                .local_addr()
+                .map_or(CriAddress::Unknown, CriAddress::Tcp),
+        }
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight calls finish.
+    /// Every call goes through `observe` (metrics, request log).
     pub async fn serve(
         self,
         service: CriService,
+        observe: ObserveLayer,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         let router = Server::builder()
+            .layer(observe)
             .add_service(service.runtime_server())
             .add_service(service.image_server());
         match self {

@@ -5,6 +5,8 @@ mod cli;
 mod docker;
 mod duration;
 mod listener;
+mod logging;
+mod metrics_endpoint;
 mod systemd;
 
 use std::process::ExitCode;
@@ -13,9 +15,8 @@ use anyhow::Context;
 use clap::Parser;
 use cri_dockerd_core::DockerCri;
 use cri_dockerd_core::streams::{self, DockerEndpoint};
-use cri_dockerd_server::CriService;
+use cri_dockerd_server::{CriService, ObserveLayer};
 use cri_dockerd_streaming::StreamingServer;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::Cli;
 use crate::systemd::{Notifier, SystemdHandover};
@@ -40,11 +41,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(cli.log_filter()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::init(cli.log_format, &cli.log_filter());
     // SAFETY: no other thread exists yet (the async runtime starts below).
     let systemd = match unsafe { SystemdHandover::take() } {
         Ok(systemd) => systemd,
@@ -86,6 +83,11 @@ async fn run(cli: Cli, mut systemd: SystemdHandover) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Bound before anything starts, so a taken port stops the start.
+    let metrics_listener = match cli.metrics_bind_addr.get() {
+        Some(address) => Some(metrics_endpoint::bind(address.as_str()).await?),
+        None => None,
+    };
     for flag in cli.ignored_flags() {
         tracing::warn!("flag accepted but not acted on: {flag}");
     }
@@ -119,12 +121,24 @@ async fn run(cli: Cli, mut systemd: SystemdHandover) -> anyhow::Result<()> {
             }
         });
     }
+    {
+        let cri = cri.clone();
+        cri_dockerd_telemetry::metrics::set_node_state_source(move || cri.node_counts());
+    }
     let service = CriService::new(cri);
 
     let listener = match passed_listener {
         Some(listener) => listener,
         None => listener::Listener::bind(&cli.container_runtime_endpoint, &mut systemd)?,
     };
+    if let Some(metrics_listener) = metrics_listener {
+        tracing::info!(address = %metrics_listener.local_addr()?, "metrics endpoint listening (/metrics, /healthz)");
+        tokio::spawn(metrics_endpoint::serve(
+            metrics_listener,
+            docker.clone(),
+            listener.cri_address(),
+        ));
+    }
     let notifier = systemd.notifier();
     if let (Some(notifier), Some(interval)) = (notifier.clone(), systemd.watchdog()) {
         tokio::spawn(watchdog(notifier, interval, docker));
@@ -139,7 +153,10 @@ async fn run(cli: Cli, mut systemd: SystemdHandover) -> anyhow::Result<()> {
             cli.container_runtime_endpoint
         ));
     }
-    listener.serve(service, shutdown_signal(notifier)).await?;
+    let observe = ObserveLayer::new(cli.slow_request_threshold);
+    listener
+        .serve(service, observe, shutdown_signal(notifier))
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -13,11 +13,7 @@ pub fn to_status(error: Error) -> Status {
         Kind::Unimplemented => Code::Unimplemented,
         Kind::Internal => Code::Internal,
     };
-    if code == Code::Internal || code == Code::Unavailable {
-        tracing::warn!(error = %error, "request failed");
-    } else {
-        tracing::debug!(error = %error, ?code, "request failed");
-    }
+    // The request's log record (observe.rs) carries the message.
     Status::new(code, error.to_string())
 }
 

@@ -8,7 +8,6 @@ use crate::validate;
 
 #[tonic::async_trait]
 impl ImageService for CriService {
-    #[tracing::instrument(skip_all)]
     async fn list_images(&self, request: Request<ListImagesRequest>) -> Reply<ListImagesResponse> {
         let filter = request.into_inner().filter;
         let wanted = filter
@@ -23,7 +22,6 @@ impl ImageService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(image))]
     async fn image_status(
         &self,
         request: Request<ImageStatusRequest>,
@@ -34,7 +32,6 @@ impl ImageService for CriService {
         reply(self.cri.image_status(image, request.verbose).await)
     }
 
-    #[tracing::instrument(skip_all, fields(image))]
     async fn pull_image(&self, request: Request<PullImageRequest>) -> Reply<PullImageResponse> {
         let request = request.into_inner();
         let image = validate::image_name(request.image.as_ref())?;
@@ -47,7 +44,6 @@ impl ImageService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(image))]
     async fn remove_image(
         &self,
         request: Request<RemoveImageRequest>,
@@ -63,7 +59,6 @@ impl ImageService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all)]
     async fn image_fs_info(
         &self,
         _request: Request<ImageFsInfoRequest>,

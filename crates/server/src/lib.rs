@@ -4,6 +4,7 @@
 mod deadline;
 mod errors;
 mod image_service;
+mod observe;
 mod runtime_service;
 mod validate;
 
@@ -14,6 +15,7 @@ use cri_dockerd_api::v1::runtime_service_server::RuntimeServiceServer;
 use cri_dockerd_core::DockerCri;
 
 pub use errors::to_status;
+pub use observe::ObserveLayer;
 
 /// cri-dockerd's limit; the kubelet's is the same.
 pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;

@@ -4,6 +4,7 @@ use cri_dockerd_api::v1::runtime_service_server::RuntimeService;
 use cri_dockerd_api::v1::*;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use cri_dockerd_telemetry::steps;
 use tracing::Instrument;
 
 use crate::CriService;
@@ -15,12 +16,10 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, Stat
 
 #[tonic::async_trait]
 impl RuntimeService for CriService {
-    #[tracing::instrument(skip_all)]
     async fn version(&self, _request: Request<VersionRequest>) -> Reply<VersionResponse> {
         reply(self.cri.version().await)
     }
 
-    #[tracing::instrument(skip_all, fields(pod))]
     async fn run_pod_sandbox(
         &self,
         request: Request<RunPodSandboxRequest>,
@@ -35,12 +34,14 @@ impl RuntimeService for CriService {
         // handler is dropped, but a half-made sandbox must still be finished
         // or undone. The core stops at the deadline and undoes what it made.
         let cri = self.cri.clone();
+        let steps = steps::current().unwrap_or_default();
         let work = tokio::spawn(
-            async move {
-                cri.run_pod_sandbox(&config, &request.runtime_handler, deadline)
-                    .await
-            }
-            .in_current_span(),
+            steps
+                .scope(async move {
+                    cri.run_pod_sandbox(&config, &request.runtime_handler, deadline)
+                        .await
+                })
+                .in_current_span(),
         );
         let result = work
             .await
@@ -48,7 +49,6 @@ impl RuntimeService for CriService {
         reply(result.map(|pod_sandbox_id| RunPodSandboxResponse { pod_sandbox_id }))
     }
 
-    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn stop_pod_sandbox(
         &self,
         request: Request<StopPodSandboxRequest>,
@@ -64,7 +64,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn remove_pod_sandbox(
         &self,
         request: Request<RemovePodSandboxRequest>,
@@ -80,7 +79,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn pod_sandbox_status(
         &self,
         request: Request<PodSandboxStatusRequest>,
@@ -95,7 +93,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_pod_sandbox(
         &self,
         request: Request<ListPodSandboxRequest>,
@@ -109,7 +106,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(pod_sandbox_id, container))]
     async fn create_container(
         &self,
         request: Request<CreateContainerRequest>,
@@ -123,6 +119,9 @@ impl RuntimeService for CriService {
         if let Some(m) = &config.metadata {
             span.record("container", m.name.as_str());
         }
+        if let Some(m) = &sandbox_config.metadata {
+            span.record("pod", format!("{}/{}", m.namespace, m.name));
+        }
         reply(
             self.cri
                 .create_container(&request.pod_sandbox_id, config, sandbox_config)
@@ -131,7 +130,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn start_container(
         &self,
         request: Request<StartContainerRequest>,
@@ -146,7 +144,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn stop_container(
         &self,
         request: Request<StopContainerRequest>,
@@ -161,7 +158,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn remove_container(
         &self,
         request: Request<RemoveContainerRequest>,
@@ -176,7 +172,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_containers(
         &self,
         request: Request<ListContainersRequest>,
@@ -190,7 +185,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn container_status(
         &self,
         request: Request<ContainerStatusRequest>,
@@ -204,7 +198,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn update_container_resources(
         &self,
         request: Request<UpdateContainerResourcesRequest>,
@@ -220,7 +213,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn reopen_container_log(
         &self,
         request: Request<ReopenContainerLogRequest>,
@@ -235,7 +227,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn exec_sync(&self, request: Request<ExecSyncRequest>) -> Reply<ExecSyncResponse> {
         let request = request.into_inner();
         validate::container_id(&request.container_id)?;
@@ -246,7 +237,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn exec(&self, request: Request<ExecRequest>) -> Reply<ExecResponse> {
         let request = request.into_inner();
         validate::container_id(&request.container_id)?;
@@ -258,7 +248,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn attach(&self, request: Request<AttachRequest>) -> Reply<AttachResponse> {
         let request = request.into_inner();
         validate::container_id(&request.container_id)?;
@@ -270,7 +259,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn port_forward(
         &self,
         request: Request<PortForwardRequest>,
@@ -286,7 +274,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn container_stats(
         &self,
         request: Request<ContainerStatsRequest>,
@@ -301,7 +288,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_container_stats(
         &self,
         request: Request<ListContainerStatsRequest>,
@@ -315,7 +301,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn pod_sandbox_stats(
         &self,
         request: Request<PodSandboxStatsRequest>,
@@ -331,7 +316,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_pod_sandbox_stats(
         &self,
         request: Request<ListPodSandboxStatsRequest>,
@@ -345,7 +329,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all)]
     async fn update_runtime_config(
         &self,
         request: Request<UpdateRuntimeConfigRequest>,
@@ -362,12 +345,10 @@ impl RuntimeService for CriService {
         Ok(tonic::Response::new(UpdateRuntimeConfigResponse {}))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn status(&self, request: Request<StatusRequest>) -> Reply<StatusResponse> {
         reply(self.cri.status(request.into_inner().verbose).await)
     }
 
-    #[tracing::instrument(skip_all, fields(container_id))]
     async fn checkpoint_container(
         &self,
         request: Request<CheckpointContainerRequest>,
@@ -382,7 +363,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all, fields(pod_sandbox_id))]
     async fn update_pod_sandbox_resources(
         &self,
         request: Request<UpdatePodSandboxResourcesRequest>,
@@ -404,7 +384,6 @@ impl RuntimeService for CriService {
 
     type GetContainerEventsStream = EventStream;
 
-    #[tracing::instrument(skip_all)]
     async fn get_container_events(
         &self,
         _request: Request<GetEventsRequest>,
@@ -413,7 +392,6 @@ impl RuntimeService for CriService {
         Ok(Response::new(Box::pin(events)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_metric_descriptors(
         &self,
         _request: Request<ListMetricDescriptorsRequest>,
@@ -423,7 +401,6 @@ impl RuntimeService for CriService {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_pod_sandbox_metrics(
         &self,
         _request: Request<ListPodSandboxMetricsRequest>,
@@ -436,7 +413,6 @@ impl RuntimeService for CriService {
         )
     }
 
-    #[tracing::instrument(skip_all)]
     async fn runtime_config(
         &self,
         _request: Request<RuntimeConfigRequest>,
