@@ -484,4 +484,3 @@ mod tests {
         assert!(manager.network().is_err());
     }
 }
-

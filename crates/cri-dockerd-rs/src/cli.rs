@@ -210,9 +210,7 @@ fn parse_streaming_bind_addr(s: &str) -> Result<BindAddr, String> {
         .and_then(|r| r.strip_suffix(']'))
         .unwrap_or(s);
     if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
-        return Ok(BindAddr(
-            std::net::SocketAddr::new(ip, 0).to_string(),
-        ));
+        return Ok(BindAddr(std::net::SocketAddr::new(ip, 0).to_string()));
     }
     let invalid = || {
         format!("invalid address {s:?} (examples: 127.0.0.1, 127.0.0.1:10010, [::1]:10010, :10010)")

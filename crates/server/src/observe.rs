@@ -188,7 +188,9 @@ impl Call {
         let _in = self.span.enter();
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         let code = code_name(code);
-        if code != "OK" {
+        // A subscriber hanging up is how an event stream ends.
+        let stream_closed = is_stream(self.method) && code == "Canceled";
+        if code != "OK" && !stream_closed {
             tracing::warn!(code, duration_ms, error = message, steps = %self.steps, "CRI request failed");
         } else if !self.slow.is_zero() && elapsed >= self.slow && !is_stream(self.method) {
             tracing::warn!(code, duration_ms, steps = %self.steps, "slow CRI request");
@@ -210,7 +212,10 @@ impl Drop for Call {
             // drops its empty body without polling it.
             Some((code, message)) => self.end(code, &message),
             // The client went away (or the connection broke) before the end.
-            None => self.end(Code::Cancelled, "the client went away before the call ended"),
+            None => self.end(
+                Code::Cancelled,
+                "the client went away before the call ended",
+            ),
         }
     }
 }
@@ -317,10 +322,22 @@ mod tests {
 
     #[test]
     fn methods_are_named_from_the_path_only_when_known() {
-        assert_eq!(method_name("/runtime.v1.RuntimeService/ListContainers"), "ListContainers");
-        assert_eq!(method_name("/runtime.v1.ImageService/PullImage"), "PullImage");
-        assert_eq!(method_name("/runtime.v1.RuntimeService/DropTables"), "unknown");
-        assert_eq!(method_name("/runtime.v1alpha2.RuntimeService/Version"), "unknown");
+        assert_eq!(
+            method_name("/runtime.v1.RuntimeService/ListContainers"),
+            "ListContainers"
+        );
+        assert_eq!(
+            method_name("/runtime.v1.ImageService/PullImage"),
+            "PullImage"
+        );
+        assert_eq!(
+            method_name("/runtime.v1.RuntimeService/DropTables"),
+            "unknown"
+        );
+        assert_eq!(
+            method_name("/runtime.v1alpha2.RuntimeService/Version"),
+            "unknown"
+        );
         assert_eq!(method_name("/"), "unknown");
     }
 

@@ -2,9 +2,9 @@ use std::pin::Pin;
 
 use cri_dockerd_api::v1::runtime_service_server::RuntimeService;
 use cri_dockerd_api::v1::*;
+use cri_dockerd_telemetry::steps;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
-use cri_dockerd_telemetry::steps;
 use tracing::Instrument;
 
 use crate::CriService;

@@ -11,6 +11,7 @@ pub mod dood;
 pub mod env;
 pub mod images;
 pub mod kubeapi;
+pub mod metrics;
 pub mod netns;
 pub mod private_docker;
 pub mod shim;
