@@ -30,7 +30,7 @@ COMPOSE := $(shell if docker compose version >/dev/null 2>&1; then echo "docker 
 COMPOSE_ENV = CRID_IMAGE=$(IMAGE) PAUSE_IMAGE=$(PAUSE_IMAGE) \
 	CGROUP_DRIVER=$$(docker info --format '{{.CgroupDriver}}' 2>/dev/null)
 
-.PHONY: all binary build up down clean clean-state logs crictl pause-static test test-env unit lint fmt check-compose
+.PHONY: all binary build up down clean clean-state logs crictl pause-static test test-env unit lint fmt check-compose deb print-build-args
 
 all: binary
 
@@ -44,6 +44,21 @@ pause-static:
 		--target $(STATIC_TARGET) --target-dir target/static
 
 # --- packaging ----------------------------------------------------------------
+DEB_DIR ?= target/deb
+
+# The Debian package for nodes (binary, systemd units, maintainer scripts),
+# built offline with dpkg-deb: target/deb/cri-dockerd-rs_<version>_<arch>.deb.
+deb:
+	$(CARGO) build --release -p cri-dockerd-rs
+	bash scripts/build-deb.sh target/release/cri-dockerd-rs $(DEB_DIR)
+
+# The image's version build arguments, one KEY=VALUE a line (the release
+# workflow passes them to Buildx).
+print-build-args:
+	@printf '%s\n' KUBE_VERSION=$(KUBE_VERSION) KUBE_VERSION_PATCH=$(KUBE_VERSION_PATCH) \
+	  CNI_PLUGINS_VERSION=$(CNI_PLUGINS_VERSION) CRICTL_VERSION=$(CRICTL_VERSION) \
+	  KUBELET_FROM_SOURCE=$(KUBELET_FROM_SOURCE)
+
 check-compose:
 	@[ -n "$(COMPOSE)" ] || { echo "Docker Compose v2 is required (docker compose plugin or a v2 docker-compose)" >&2; exit 1; }
 

@@ -23,7 +23,7 @@ need=()
 for pair in dockerd:docker.io runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
             /bin/busybox:busybox-static docker-registry:docker-registry iptables:iptables \
             jq:jq htpasswd:apache2-utils protoc:protobuf-compiler ip:iproute2 nsenter:util-linux \
-            curl:curl go:golang-go objcopy:binutils python3:python3 \
+            curl:curl go:golang-go objcopy:binutils python3:python3 shellcheck:shellcheck \
             systemd-socket-activate:systemd systemd-analyze:systemd \
             /usr/share/gocode/src/github.com/moby/spdystream:golang-github-docker-spdystream-dev \
             /usr/share/gocode/src/github.com/gorilla/websocket:golang-github-gorilla-websocket-dev \
