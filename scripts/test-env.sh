@@ -114,6 +114,21 @@ if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
   python3 -c 'import grpc, grpc_tools' || die "grpcio did not install"
 fi
 
+# check-jsonschema validates the GitHub workflow files against the workflow
+# schema it vendors (no network); a venv of its own keeps its dependencies
+# out of the system's Python.
+if [ ! -x "$state/bin/check-jsonschema" ]; then
+  log "installing check-jsonschema (PyPI) into $state/check-jsonschema"
+  python3 -m venv "$state/check-jsonschema" >/dev/null 2>&1 || {
+    rm -rf "$state/check-jsonschema"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$state/check-jsonschema"
+  }
+  "$state/check-jsonschema/bin/pip" install --quiet --disable-pip-version-check check-jsonschema==0.39.0
+  ln -sf "$state/check-jsonschema/bin/check-jsonschema" "$state/bin/check-jsonschema"
+fi
+"$state/bin/check-jsonschema" --version >/dev/null || die "check-jsonschema did not install"
+
 # --- dockerd --------------------------------------------------------------
 # Machines whose root lacks capabilities in its bounding set (no
 # CAP_SYS_RESOURCE here) cannot run privileged containers with plain runc.

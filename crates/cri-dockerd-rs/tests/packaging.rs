@@ -634,3 +634,165 @@ fn make_up_gives_the_kubelet_root_the_shared_propagation_its_rshared_bind_needs(
     assert_eq!(lines[1], "shared", "{stdout}");
     assert_eq!(lines.len(), 2, "a second run changes nothing: {stdout}");
 }
+
+// --- GitHub workflows -------------------------------------------------------
+
+fn workflow(name: &str) -> Value {
+    yaml(&format!(".github/workflows/{name}"))
+}
+
+fn steps(workflow: &Value, job: &str) -> Vec<Value> {
+    workflow["jobs"][job]["steps"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("job {job} has steps"))
+        .clone()
+}
+
+fn uses(step: &Value) -> &str {
+    step["uses"].as_str().unwrap_or("")
+}
+
+#[test]
+fn the_workflows_follow_githubs_workflow_schema() {
+    let check = |paths: &[PathBuf]| {
+        Command::new(cri_dockerd_testkit::env::check_jsonschema())
+            .args(["--builtin-schema", "vendor.github-workflows"])
+            .args(paths)
+            .output()
+            .expect("running check-jsonschema")
+    };
+    let dir = repo_root().join(".github/workflows");
+    let files: Vec<PathBuf> = ["ci.yml", "release.yml"]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
+    let out = check(&files);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The check can fail: a job without `runs-on` is refused.
+    let broken = tempfile::tempdir().unwrap();
+    let path = broken.path().join("ci.yml");
+    std::fs::write(
+        &path,
+        read(".github/workflows/ci.yml").replace("runs-on:", "runs_on:"),
+    )
+    .unwrap();
+    assert!(!check(&[path]).status.success());
+}
+
+#[test]
+fn ci_workflow_runs_ci_run_on_pushes_and_pull_requests() {
+    let ci = workflow("ci.yml");
+    assert!(!ci["on"]["push"].is_null(), "runs on pushes");
+    assert!(
+        ci["on"].get("pull_request").is_some(),
+        "runs on pull requests"
+    );
+    let steps = steps(&ci, "ci");
+    assert!(
+        steps
+            .iter()
+            .any(|s| uses(s).starts_with("actions/checkout@"))
+    );
+    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    assert!(
+        runs.iter().any(|r| r.contains("bash .ci/run")),
+        "the job runs .ci/run: {runs:?}"
+    );
+    assert!(
+        repo_root().join(".ci/run").is_file(),
+        "the script the workflow runs exists"
+    );
+}
+
+#[test]
+fn release_workflow_builds_both_platforms_with_the_makefiles_version_arguments() {
+    let release = workflow("release.yml");
+    let tags = release["on"]["push"]["tags"]
+        .as_sequence()
+        .expect("runs on pushed tags");
+    assert!(!tags.is_empty());
+    let steps = steps(&release, "image");
+    for action in [
+        "docker/setup-qemu-action@",
+        "docker/setup-buildx-action@",
+        "docker/login-action@",
+    ] {
+        assert!(
+            steps.iter().any(|s| uses(s).starts_with(action)),
+            "{action} missing"
+        );
+    }
+    let args_step = steps
+        .iter()
+        .find(|s| s["id"].as_str() == Some("args"))
+        .expect("a step with id args");
+    assert!(
+        args_step["run"]
+            .as_str()
+            .unwrap()
+            .contains("make -s print-build-args")
+    );
+    let builds: Vec<&Value> = steps
+        .iter()
+        .filter(|s| uses(s).starts_with("docker/build-push-action@"))
+        .collect();
+    let targets: BTreeSet<&str> = builds
+        .iter()
+        .map(|s| s["with"]["target"].as_str().expect("a target"))
+        .collect();
+    assert_eq!(targets, BTreeSet::from(["runtime", "pause"]));
+    let instructions = dockerfile_instructions();
+    for build in &builds {
+        let with = &build["with"];
+        let platforms: BTreeSet<&str> = with["platforms"]
+            .as_str()
+            .expect("platforms")
+            .split(',')
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            platforms,
+            BTreeSet::from(["linux/amd64", "linux/arm64"]),
+            "{build:?}"
+        );
+        assert_eq!(
+            with["build-args"].as_str(),
+            Some("${{ steps.args.outputs.list }}")
+        );
+        stage(&instructions, with["target"].as_str().unwrap());
+    }
+
+    // What the workflow passes is what `make build` passes, and every one
+    // is an ARG of the Dockerfile.
+    let printed = Command::new("make")
+        .args(["-s", "print-build-args"])
+        .current_dir(repo_root())
+        .output()
+        .expect("make print-build-args");
+    assert!(printed.status.success());
+    let printed: BTreeSet<String> = String::from_utf8(printed.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once('=').expect("KEY=VALUE").0.to_string())
+        .collect();
+    let makefile = read("Makefile");
+    let build_args: BTreeSet<String> = makefile
+        .split("--build-arg ")
+        .skip(1)
+        .map(|rest| rest.split('=').next().unwrap().to_string())
+        .collect();
+    assert_eq!(printed, build_args);
+    for arg in &printed {
+        assert!(
+            instructions
+                .iter()
+                .any(|i| i.starts_with(&format!("ARG {arg}="))),
+            "ARG {arg} in the Dockerfile"
+        );
+    }
+}

@@ -126,3 +126,16 @@ pub fn kubectl() -> std::path::PathBuf {
     );
     path
 }
+
+/// check-jsonschema (PyPI), installed by `scripts/test-env.sh` into a venv
+/// in the state directory: validates workflow files against the schema it
+/// carries.
+pub fn check_jsonschema() -> std::path::PathBuf {
+    let path = state_dir().join("bin/check-jsonschema");
+    assert!(
+        path.exists(),
+        "{} is missing; run `make test-env` (scripts/test-env.sh) as root first",
+        path.display()
+    );
+    path
+}
