@@ -5,11 +5,13 @@
 //! Targets: every list or status call stays within a small multiple of one
 //! `docker ps` (the Docker list it is built on), and the stats calls do not
 //! wait for Docker's one-second stats sampling (50 containers in well under
-//! a second, not 50 seconds).
+//! a second, not 50 seconds). A Prometheus scrape of the metrics endpoint
+//! is timed the same way (it reads memory only).
 
 use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::{container_config, containers, pod_config, pods};
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
+use cri_dockerd_testkit::metrics;
 use cri_dockerd_testkit::{Shim, test_env};
 
 mod common;
@@ -23,7 +25,13 @@ const ROUNDS: usize = 100;
 #[tokio::main]
 async fn main() {
     let env = test_env().await;
-    let shim = Shim::builder(BIN).with_cni().start().await;
+    let shim = Shim::builder(BIN)
+        .with_cni()
+        .arg("--log-format=json")
+        .arg("--metrics-bind-addr=127.0.0.1")
+        .start()
+        .await;
+    let metrics_address = metrics::endpoint_from_json_log(&shim.log).await;
     let runtime = shim.runtime.clone();
 
     let mut pod_ids = Vec::new();
@@ -166,6 +174,12 @@ async fn main() {
                     .await
                     .unwrap();
             }
+        })
+        .await,
+        time("GET /metrics (Prometheus scrape)", ROUNDS, || async move {
+            let (status, _, body) = metrics::get(metrics_address, "/metrics").await;
+            assert_eq!(status, 200);
+            assert!(body.contains("cri_dockerd_rs_grpc_requests_total"));
         })
         .await,
     ];
