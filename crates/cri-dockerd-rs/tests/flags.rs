@@ -71,10 +71,37 @@ fn bad_values_stop_startup_with_a_message() {
             "--streaming-bind-addr=127.0.0.1:http",
             "examples: 127.0.0.1",
         ),
+        ("--metrics-bind-addr=127.0.0.1:http", "examples: 127.0.0.1"),
+        ("--log-format=xml", "possible values: text, json"),
+        ("--slow-request-threshold=soon", "invalid duration"),
     ] {
         let output = Command::new(BIN).arg(flag).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{flag}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{flag}: {stderr}");
     }
+}
+
+#[test]
+fn a_taken_metrics_port_stops_startup() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .arg(format!(
+            "--container-runtime-endpoint=unix://{}",
+            dir.path().join("cri.sock").display()
+        ))
+        .arg(format!(
+            "--metrics-bind-addr={}",
+            taken.local_addr().unwrap()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("binding the metrics endpoint on 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("cri.sock").exists(), "nothing served");
 }
