@@ -91,17 +91,32 @@ fi
 # port-forward over SPDY in the tests. Only its binary is unpacked, into the
 # state directory: /usr/bin/kubectl may belong to another package.
 mkdir -p "$state/bin"
-if [ ! -x "$state/bin/kubectl" ]; then
-  log "unpacking Debian's kubectl (kubernetes-client) into $state/bin"
+# unpack_binaries PACKAGE BINARY...: the package's /usr/bin/BINARY files,
+# unpacked into $state/bin; the package itself is not installed.
+unpack_binaries() {
+  local pkg=$1 tmp bin; shift
   tmp=$(mktemp -d)
   chmod 755 "$tmp"
-  (cd "$tmp" && apt-get download kubernetes-client >/dev/null 2>&1) ||
-    { apt-get update -qq && (cd "$tmp" && apt-get download kubernetes-client >/dev/null); }
-  dpkg -x "$tmp"/kubernetes-client_*.deb "$tmp/x"
-  install -m 0755 "$tmp/x/usr/bin/kubectl" "$state/bin/kubectl"
+  (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>&1) ||
+    { apt-get update -qq && (cd "$tmp" && apt-get download "$pkg" >/dev/null); }
+  dpkg -x "$tmp/${pkg}"_*.deb "$tmp/x"
+  for bin in "$@"; do install -m 0755 "$tmp/x/usr/bin/$bin" "$state/bin/$bin"; done
   rm -rf "$tmp"
+}
+if [ ! -x "$state/bin/kubectl" ]; then
+  log "unpacking Debian's kubectl (kubernetes-client) into $state/bin"
+  unpack_binaries kubernetes-client kubectl
 fi
 "$state/bin/kubectl" version --client >/dev/null || die "kubectl did not unpack"
+
+# Debian's Prometheus server scrapes the metrics endpoint in the tests, and
+# its promtool lints the exposition. Only the two binaries are unpacked:
+# the package would start a server listening on every address.
+if [ ! -x "$state/bin/prometheus" ] || [ ! -x "$state/bin/promtool" ]; then
+  log "unpacking Debian's prometheus and promtool into $state/bin"
+  unpack_binaries prometheus prometheus promtool
+fi
+"$state/bin/promtool" --version >/dev/null || die "promtool did not unpack"
 
 # Python's grpcio, on its defaults, must be able to call the CRI socket;
 # grpcio-tools compiles proto/ into the stubs of a cri-api v0.34 client.

@@ -462,3 +462,182 @@ fn check_json_log(text: &str, pod: &str, container: &str) {
         "the pod's own log lines carry the request's span"
     );
 }
+
+/// The scrape config the README gives operators, with its target moved to
+/// `target` and a one-second interval.
+fn readme_scrape_config(target: SocketAddr) -> String {
+    let readme =
+        std::fs::read_to_string(cri_dockerd_testkit::repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("```yaml\n# prometheus.yml\n")
+        .expect("the README's Prometheus scrape config");
+    let block = &readme[start + "```yaml\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+    assert!(block.contains("'127.0.0.1:9464'"), "{block}");
+    format!(
+        "global:\n  scrape_interval: 1s\n{}",
+        block.replace("127.0.0.1:9464", &target.to_string())
+    )
+}
+
+/// A Prometheus server of the test's own, on loopback, killed when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    address: SocketAddr,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start(dir: &std::path::Path, config: &str) -> Self {
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let address = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let child = std::process::Command::new(cri_dockerd_testkit::env::tool("prometheus"))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!("--web.listen-address={address}"))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("starting prometheus");
+        Self { child, address }
+    }
+
+    async fn api(&self, path_and_query: &str) -> Value {
+        let (status, _, body) = metrics::get(self.address, path_and_query).await;
+        assert_eq!(status, 200, "{path_and_query}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The single vector result of `query`, as (labels, value).
+    async fn query(&self, query: &str) -> Vec<(Value, f64)> {
+        let encoded: String = query
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let answer = self.api(&format!("/api/v1/query?query={encoded}")).await;
+        assert_eq!(answer["status"], "success", "{answer}");
+        answer["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"].clone(),
+                    r["value"][1].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_scrapes_the_endpoint_and_promtool_finds_nothing_to_lint() {
+    test_env().await;
+    let shim = Shim::builder(BIN)
+        .arg("--log-format=json")
+        .arg("--metrics-bind-addr=127.0.0.1")
+        .start()
+        .await;
+    let address = metrics::endpoint_from_json_log(&shim.log).await;
+    let missing = shim
+        .runtime
+        .clone()
+        .container_status(ContainerStatusRequest {
+            container_id: "fedcba9876543210".into(),
+            verbose: false,
+        })
+        .await
+        .expect_err("no such container");
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // promtool, Prometheus' own linter, on what a scrape gets.
+    let promtool = |body: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(cri_dockerd_testkit::env::tool("promtool"))
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let (_, _, body) = metrics::get(address, "/metrics").await;
+    let linted = promtool(&body);
+    assert!(
+        linted.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
+    // It does refuse a bad exposition: a counter without `_total`.
+    assert!(
+        !promtool("# HELP bad Bad.\n# TYPE bad counter\nbad 1\n")
+            .status
+            .success()
+    );
+
+    // A Prometheus server with the README's scrape config (it asks for
+    // OpenMetrics first, so this reads that exposition).
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path(), &readme_scrape_config(address));
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let answer = metrics::get(prometheus.address, "/api/v1/targets").await;
+        if answer.0 == 200 {
+            let targets: Value = serde_json::from_str(&answer.2).unwrap();
+            let health = &targets["data"]["activeTargets"][0];
+            assert_eq!(health["lastError"].as_str().unwrap_or(""), "", "{health}");
+            if health["health"] == "up" {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "Prometheus never scraped the endpoint:\n{}",
+            std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+        );
+    }
+    let not_found = prometheus
+        .query(r#"cri_dockerd_rs_grpc_requests_total{method="ContainerStatus",code="NotFound"}"#)
+        .await;
+    assert_eq!(not_found.len(), 1, "{not_found:?}");
+    assert_eq!(not_found[0].0["job"], "cri-dockerd-rs");
+    assert_eq!(not_found[0].1, 1.0);
+    let p99 = prometheus
+        .query("histogram_quantile(0.99, sum by (le) (cri_dockerd_rs_grpc_request_duration_seconds_bucket))")
+        .await;
+    assert_eq!(p99.len(), 1, "{p99:?}");
+    assert!(p99[0].1 > 0.0 && p99[0].1 < 120.0, "{p99:?}");
+    let ready = prometheus
+        .query(r#"cri_dockerd_rs_pod_sandboxes{state="SANDBOX_READY"}"#)
+        .await;
+    assert_eq!(ready.len(), 1, "{ready:?}");
+}
