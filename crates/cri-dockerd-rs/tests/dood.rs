@@ -14,6 +14,7 @@ use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::{container_config, containers, docker_pid, pod_config, pods};
 use cri_dockerd_testkit::dood::{Compose, DOOD_IMAGE, ensure_dood_image};
 use cri_dockerd_testkit::env::{BUSYBOX_IMAGE, PAUSE_IMAGE};
+use cri_dockerd_testkit::metrics::{self, Exposition};
 use cri_dockerd_testkit::netns::{
     hairpin_mode, host_ipv4_addresses, host_veth_of, in_pod_subnet, ip_reservations, ping_from_host,
 };
@@ -80,11 +81,17 @@ async fn the_compose_service_serves_cri_to_the_host_from_a_container() {
         .prefix("crid-dood-")
         .tempdir()
         .expect("state directory");
+    // A free loopback port for the metrics endpoint (host network).
+    let metrics_address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut compose = Compose::new(&unique("crid-dood"))
         .env("CRID_IMAGE", DOOD_IMAGE)
         .env("CRID_RUN_DIR", state.path().display().to_string())
         .env("PAUSE_IMAGE", PAUSE_IMAGE)
-        .env("CRID_LOG_LEVEL", "debug");
+        .env("CRID_LOG_LEVEL", "debug")
+        .env("CRID_METRICS_ADDR", metrics_address.to_string());
     // The service is privileged. Where root's bounding set lacks a
     // capability, plain runc cannot start that, so the test (only) runs it
     // through runc-bounded, which drops exactly the missing capabilities.
@@ -127,6 +134,20 @@ async fn the_compose_service_serves_cri_to_the_host_from_a_container() {
     assert!(
         conditions.iter().all(|c| c.status),
         "runtime and network ready with the image's CNI config: {conditions:?}"
+    );
+    // The compose file's CRID_METRICS_ADDR: the endpoint on the host's loopback.
+    let (status, _, health) = metrics::get(metrics_address, "/healthz").await;
+    assert_eq!((status, health.as_str()), (200, "ok\n"));
+    let (status, _, exposition) = metrics::get(metrics_address, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        Exposition::parse(&exposition)
+            .value(
+                "cri_dockerd_rs_grpc_requests_total",
+                &[("method", "Status"), ("code", "OK")]
+            )
+            .is_some_and(|n| n >= 1.0),
+        "{exposition}"
     );
 
     // A pod on the CNI network, with its logs where the compose file shares
