@@ -41,6 +41,18 @@ fn now_ns() -> i64 {
     crate::time::system_now_ns()
 }
 
+/// CPU use between two samples, in billionths of a core. The product is
+/// taken in 128 bits: a delta of more than 18.4 s of CPU time (a busy pod
+/// sampled a minute apart) times 10^9 does not fit in 64 (a panic in debug
+/// builds, a wrapped figure in release ones, before this was seen in CI).
+/// `None` when the clock did not move forward or the counter went back
+/// (a restarted container).
+fn nano_cores(previous_ns: i64, previous_cpu: u64, timestamp: i64, cpu_ns: u64) -> Option<u64> {
+    let elapsed = u128::try_from(timestamp.checked_sub(previous_ns)?).ok()?;
+    let used = u128::from(cpu_ns.checked_sub(previous_cpu)?);
+    (elapsed > 0).then(|| u64::try_from(used * 1_000_000_000 / elapsed).unwrap_or(u64::MAX))
+}
+
 /// One interface's counters from `/proc/<pid>/net/dev`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InterfaceCounters {
@@ -197,10 +209,7 @@ impl DockerCri {
 
     fn cpu_usage(&self, id: &str, timestamp: i64, cpu_ns: u64) -> CpuUsage {
         let previous = self.stats.swap_cpu_sample(id, timestamp, cpu_ns);
-        let nano_cores = previous.and_then(|(t, c)| {
-            let dt = (timestamp - t) as u64;
-            (dt > 0 && cpu_ns >= c).then(|| (cpu_ns - c) * 1_000_000_000 / dt)
-        });
+        let nano_cores = previous.and_then(|(t, c)| nano_cores(t, c, timestamp, cpu_ns));
         CpuUsage {
             timestamp,
             usage_core_nano_seconds: uint(cpu_ns),
@@ -513,6 +522,26 @@ fn has_cgroup_parent(inspect: Option<&bollard::models::ContainerInspectResponse>
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nano_cores_of_long_busy_intervals_do_not_overflow() {
+        // Two cores busy for a minute: 120 s of CPU time in 60 s.
+        let minute = 60_000_000_000i64;
+        assert_eq!(
+            super::nano_cores(0, 0, minute, 120_000_000_000),
+            Some(2_000_000_000)
+        );
+        // Half a core over 10 ms.
+        assert_eq!(
+            super::nano_cores(0, 0, 10_000_000, 5_000_000),
+            Some(500_000_000)
+        );
+        // The clock did not move, went back, or the counter restarted.
+        assert_eq!(super::nano_cores(5, 0, 5, 10), None);
+        assert_eq!(super::nano_cores(10, 0, 5, 10), None);
+        assert_eq!(super::nano_cores(0, 10, 5, 5), None);
+    }
+
     use super::*;
 
     #[test]
