@@ -6,12 +6,14 @@
 //! status of a successful call in trailers after the message, and a
 //! GetContainerEvents stream lasts as long as its subscriber.
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use cri_dockerd_telemetry::metrics;
 use cri_dockerd_telemetry::steps::Steps;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
 use tonic::{Code, Status};
@@ -87,13 +89,31 @@ where
             early: None,
             ended: false,
         };
-        let handled = steps.scope(inner.call(request)).instrument(span);
+        let handled = AssertUnwindSafe(steps.scope(inner.call(request)).instrument(span));
         Box::pin(async move {
-            let response = match handled.await {
-                Ok(response) => response,
-                Err(e) => {
+            let response = match handled.catch_unwind().await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => {
                     call.end(Code::Unknown, "the transport failed the call");
                     return Err(e);
+                }
+                // A bug, not the caller's doing: the client gets Internal
+                // rather than a reset stream, and the log says which call.
+                // (The panic's message and place went to stderr already.)
+                Err(_) => {
+                    let status = Status::internal(format!("{method} failed: the handler panicked"));
+                    call.end(status.code(), status.message());
+                    let mut response = http::Response::new(ObservedBody {
+                        inner: None,
+                        call: None,
+                    });
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/grpc"),
+                    );
+                    let _ = status.add_header(headers);
+                    return Ok(response);
                 }
             };
             // An error is sent as a trailers-only response: its status is
@@ -101,7 +121,7 @@ where
             call.early = Status::from_header_map(response.headers())
                 .map(|s| (s.code(), s.message().to_string()));
             Ok(response.map(|inner| ObservedBody {
-                inner,
+                inner: Some(inner),
                 call: Some(call),
             }))
         })
@@ -111,8 +131,9 @@ where
 pin_project_lite::pin_project! {
     /// The response body, passed through; the call ends with its status.
     pub struct ObservedBody<B> {
+        // None: a response made here (a panicked handler's), headers only.
         #[pin]
-        inner: B,
+        inner: Option<B>,
         call: Option<Call>,
     }
 }
@@ -129,7 +150,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = inner.poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref()
@@ -160,11 +184,13 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -367,6 +393,39 @@ mod tests {
         ] {
             assert!(!is_hot(lifecycle), "{lifecycle}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_and_is_counted() {
+        let handler = tower::service_fn(|_: http::Request<()>| async move {
+            let response: Result<http::Response<http_body_util::Empty<bytes::Bytes>>, Status> =
+                Err(Status::internal("never"));
+            if response.is_err() {
+                panic!("a bug in a handler");
+            }
+            response
+        });
+        let mut service = ObserveLayer::new(Duration::ZERO).layer(handler);
+        let request = http::Request::builder()
+            .uri("/runtime.v1.RuntimeService/ListPodSandboxStats")
+            .body(())
+            .unwrap();
+        let response = service.call(request).await.expect("a response");
+        let status = Status::from_header_map(response.headers()).expect("a trailers-only status");
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            status.message().contains("ListPodSandboxStats"),
+            "{status:?}"
+        );
+        assert!(response.body().is_end_stream());
+        drop(response);
+        let exposition = metrics::render(metrics::Format::PrometheusText);
+        assert!(
+            exposition.contains(
+                r#"cri_dockerd_rs_grpc_requests_total{method="ListPodSandboxStats",code="Internal"} 1"#
+            ),
+            "{exposition}"
+        );
     }
 
     #[test]

@@ -339,6 +339,16 @@ impl Drop for Shim {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let log = self.log_text();
+            // A panic of the shim's own, wherever it is in the log.
+            let lines: Vec<&str> = log.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                if line.contains("panicked at") {
+                    eprintln!("---- the cri-dockerd-rs process panicked ----");
+                    for line in &lines[i..(i + 3).min(lines.len())] {
+                        eprintln!("{line}");
+                    }
+                }
+            }
             let tail: Vec<&str> = log.lines().rev().take(80).collect();
             eprintln!(
                 "---- last lines of the cri-dockerd-rs log ({}) ----",
