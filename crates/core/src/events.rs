@@ -8,11 +8,10 @@
 //!
 //! Every subscriber reads its own position in one bounded buffer of
 //! changes: a subscriber that falls more than its length behind loses the
-//! oldest events instead of holding up the others, and the loss is counted
-//! and logged.
+//! oldest events instead of holding up the others, and the loss is logged
+//! and counted in the subscriber's `container_events_dropped_total`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use cri_dockerd_api::v1::{ContainerEventResponse, ContainerEventType};
 use cri_dockerd_telemetry::metrics::EventSubscriber;
@@ -24,9 +23,6 @@ use crate::naming;
 use crate::sandbox::SandboxDetails;
 use crate::store::{Change, Freshness, Kind, Transition};
 
-/// Events lost by slow subscribers since start.
-static DROPPED: AtomicU64 = AtomicU64::new(0);
-
 fn event_type(transition: Transition) -> ContainerEventType {
     match transition {
         Transition::Created => ContainerEventType::ContainerCreatedEvent,
@@ -37,11 +33,6 @@ fn event_type(transition: Transition) -> ContainerEventType {
 }
 
 impl DockerCri {
-    /// Events lost by slow subscribers since the shim started.
-    pub fn container_events_dropped() -> u64 {
-        DROPPED.load(Ordering::Relaxed)
-    }
-
     /// A subscriber's stream of events, from now on.
     pub fn container_events(
         self: &Arc<Self>,
@@ -63,7 +54,6 @@ impl DockerCri {
                         }
                         Err(RecvError::Lagged(n)) => {
                             lost += n;
-                            DROPPED.fetch_add(n, Ordering::Relaxed);
                             subscriber.dropped(n);
                             tracing::warn!(
                                 lost_now = n,
