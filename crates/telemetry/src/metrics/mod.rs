@@ -26,7 +26,7 @@ use families::{
 pub const PREFIX: &str = "cri_dockerd_rs";
 
 /// Content type of [`render`]'s default output (Prometheus text 0.0.4).
-pub const PROMETHEUS_TEXT: &str = prometheus_text::CONTENT_TYPE;
+const PROMETHEUS_TEXT: &str = prometheus_text::CONTENT_TYPE;
 
 /// Which exposition a scraper asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
