@@ -7,7 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
+use cri_dockerd_engine::Engine;
 
 use crate::checkpoint::CheckpointStore;
 use crate::config::{NetworkPlugin, RuntimeSettings};
@@ -25,8 +25,8 @@ use cri_dockerd_cni::CniManager;
 /// DockerCri` blocks; each field is one concern's state, kept behind its
 /// own small API.
 pub struct DockerCri {
-    /// The Docker Engine API client.
-    pub(crate) docker: Docker,
+    /// The Docker daemon.
+    pub(crate) engine: Engine,
     pub(crate) settings: RuntimeSettings,
     /// What the daemon is (cgroup driver, root dir, runtimes, API version).
     facts: crate::facts::FactsCell,
@@ -66,17 +66,19 @@ pub struct DockerCri {
 const VERSION_CACHE_TTL: Duration = Duration::from_secs(60);
 
 impl DockerCri {
-    /// `docker` must already have its API version negotiated.
     pub async fn new(
-        docker: Docker,
+        engine: Engine,
         settings: RuntimeSettings,
         streaming: Option<cri_dockerd_streaming::StreamingServer>,
     ) -> Result<Arc<Self>> {
-        let facts = DockerFacts::gather(&docker).await?;
+        let facts = DockerFacts::gather(&engine).await?;
         tracing::info!(
+            docker = %facts.docker_version,
+            api = %facts.api_version,
             cgroup_driver = ?facts.cgroup_driver,
+            cgroup_v2 = facts.cgroup_v2,
             root_dir = %facts.root_dir.display(),
-            api = ?facts.api_version,
+            image_store = %facts.image_store.describe(),
             "connected to Docker"
         );
         std::fs::create_dir_all(&settings.root_dir).map_err(Error::io(format!(
@@ -97,12 +99,12 @@ impl DockerCri {
         tracing::info!(hairpin_mode = %settings.cni.hairpin_mode, "hairpin mode");
         let oom = OomPolicy::detect(settings.restrict_oom_score_adj);
         let pod_cidr = Mutex::new(settings.pod_cidr.clone());
-        let docker_for_logs = docker.clone();
-        let store = crate::store::NodeStore::new(docker.clone());
+        let store = crate::store::NodeStore::new(engine.clone());
         store.start().await?;
-        let disk_usage = UsageMonitor::start(facts.root_dir.clone(), &store);
+        let disk_usage = UsageMonitor::start(facts.storage_roots(), &store);
+        let logs = LogManager::new(engine.clone());
         let cri = Arc::new(Self {
-            docker,
+            engine,
             settings,
             facts: crate::facts::FactsCell::new(facts),
             checkpoints,
@@ -114,7 +116,7 @@ impl DockerCri {
             version_cache: Mutex::new(None),
             networks: Default::default(),
             pod_resources: Default::default(),
-            logs: LogManager::new(docker_for_logs),
+            logs,
             image_names: ImageNames::default(),
             oom_kills: Default::default(),
             stats: crate::stats::StatsState::new(),
@@ -129,8 +131,8 @@ impl DockerCri {
         &self.settings
     }
 
-    pub fn docker(&self) -> &Docker {
-        &self.docker
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// What the daemon is, as last gathered.
@@ -139,8 +141,9 @@ impl DockerCri {
     }
 
     /// Each time the store is back in step after losing Docker, the daemon
-    /// may be a new one (restarted, upgraded, reconfigured): its facts,
-    /// version and API version are asked again.
+    /// may be a new one (restarted, upgraded, reconfigured): its facts and
+    /// version are asked again (the store negotiated the API version before
+    /// it relisted).
     fn refresh_facts_on_resync(self: &Arc<Self>) {
         let mut synced = self.store.synced_changes();
         let cri = Arc::downgrade(self);
@@ -154,12 +157,7 @@ impl DockerCri {
                 }
                 let Some(cri) = cri.upgrade() else { return };
                 *cri.version_cache.lock() = None;
-                // Every clone of the client shares its API version: one
-                // negotiation lowers it for all if the daemon is older now.
-                if let Err(e) = cri.docker.clone().negotiate_version().await {
-                    tracing::warn!(error = %e, "could not negotiate the API version with Docker again");
-                }
-                if let Err(e) = cri.facts.refresh(&cri.docker).await {
+                if let Err(e) = cri.facts.refresh(&cri.engine).await {
                     tracing::warn!(error = %e, "could not ask Docker for its facts again");
                 }
             }
@@ -174,7 +172,7 @@ impl DockerCri {
             v: true,
             ..Default::default()
         };
-        match self.docker.remove_container(id, Some(options)).await {
+        match self.engine.api().remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if crate::error::is_docker_not_found(&e) => Ok(()),
             Err(e) => Err(Error::docker(format!("removing container {id}"))(e)),
@@ -193,7 +191,7 @@ impl DockerCri {
             return Ok(version.clone());
         }
         let version = self
-            .docker
+            .engine
             .version()
             .await
             .map_err(Error::docker("docker version"))?

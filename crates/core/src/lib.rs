@@ -30,6 +30,8 @@ mod sandbox;
 mod stats;
 mod store;
 pub mod streams;
+#[cfg(test)]
+mod test_support;
 mod time;
 pub mod translate;
 

@@ -34,7 +34,7 @@ impl DockerCri {
             status: true,
             ..Default::default()
         };
-        if let Err(e) = self.docker.ping().await {
+        if let Err(e) = self.engine.ping().await {
             runtime_ready.status = false;
             runtime_ready.reason = "DockerDaemonNotReady".into();
             runtime_ready.message = format!("docker: failed to ping the Docker daemon: {e}");
@@ -58,6 +58,7 @@ impl DockerCri {
         let mut info = HashMap::new();
         if verbose {
             info.insert("config".to_string(), self.effective_config_json());
+            info.insert("docker".to_string(), self.docker_json());
         }
         Ok(StatusResponse {
             status: Some(RuntimeStatus {
@@ -72,13 +73,16 @@ impl DockerCri {
     /// Every Docker runtime can be asked for by name as a CRI runtime handler;
     /// the empty name is Docker's default runtime.
     fn runtime_handlers(&self) -> Vec<RuntimeHandler> {
-        let features = Some(RuntimeHandlerFeatures {
-            recursive_read_only_mounts: self.facts().supports_recursive_read_only(),
-            user_namespaces: false,
-        });
+        let facts = self.facts();
         std::iter::once(String::new())
-            .chain(self.facts().runtimes.iter().cloned())
-            .map(|name| RuntimeHandler { name, features })
+            .chain(facts.runtimes.keys().cloned())
+            .map(|name| RuntimeHandler {
+                features: Some(RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: facts.supports_recursive_read_only(&name),
+                    user_namespaces: false,
+                }),
+                name,
+            })
             .collect()
     }
 
@@ -109,7 +113,34 @@ impl DockerCri {
             "oomScoreAdjFloor": self.oom.floor(),
             "cgroupDriver": match self.facts().cgroup_driver { CgroupDriver::Systemd => "systemd", CgroupDriver::Cgroupfs => "cgroupfs" },
             "dockerRootDir": self.facts().root_dir.clone(),
-            "dockerAPIVersion": format!("{}.{}", self.facts().api_version.0, self.facts().api_version.1),
+            "dockerAPIVersion": self.facts().api_version.to_string(),
+        })
+        .to_string()
+    }
+
+    /// The daemon as the shim sees it: its release, the API version spoken
+    /// (negotiated at start and again after each reconnect), the image
+    /// store and cgroups.
+    fn docker_json(&self) -> String {
+        let facts = self.facts();
+        let daemon = self.engine.daemon_version();
+        serde_json::json!({
+            "version": facts.docker_version,
+            "apiVersion": facts.api_version.to_string(),
+            "daemonAPIVersion": daemon.daemon_api.to_string(),
+            "daemonMinAPIVersion": daemon.daemon_min_api.map(|v| v.to_string()),
+            "oldestSupportedAPIVersion": cri_dockerd_engine::api_version::OLDEST.to_string(),
+            "imageStore": facts.image_store.describe(),
+            "containerdImageStore": facts.containerd_image_store(),
+            "cgroupDriver": match facts.cgroup_driver { CgroupDriver::Systemd => "systemd", CgroupDriver::Cgroupfs => "cgroupfs" },
+            "cgroupVersion": if facts.cgroup_v2 { "2" } else { "1" },
+            "rootDir": facts.root_dir,
+            "kernel": facts.kernel.map(|(major, minor)| format!("{major}.{minor}")),
+            "runtimes": facts.runtimes.iter().map(|(name, r)| (name.clone(), serde_json::json!({
+                "recursiveReadOnlyMounts": facts.supports_recursive_read_only(name),
+                "rroOption": r.rro_option,
+            }))).collect::<serde_json::Map<_, _>>(),
+            "defaultRuntime": facts.default_runtime,
         })
         .to_string()
     }

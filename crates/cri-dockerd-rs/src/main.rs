@@ -14,7 +14,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use cri_dockerd_core::DockerCri;
-use cri_dockerd_core::streams::{self, DockerEndpoint};
+use cri_dockerd_core::streams;
+use cri_dockerd_engine::Engine;
 use cri_dockerd_server::{CriService, ObserveLayer};
 use cri_dockerd_streaming::StreamingServer;
 
@@ -91,14 +92,12 @@ async fn run(cli: Cli, mut systemd: SystemdHandover) -> anyhow::Result<()> {
     for flag in cli.ignored_flags() {
         tracing::warn!("flag accepted but not acted on: {flag}");
     }
-    let docker = docker::connect(&cli.docker_endpoint, cli.request_timeout()).await?;
-    let endpoint = DockerEndpoint::parse(&cli.docker_endpoint)
-        .with_context(|| format!("unsupported --docker-endpoint {}", cli.docker_endpoint))?;
+    let engine = docker::connect(&cli.docker_endpoint, cli.request_timeout()).await?;
     let streaming_addr = cli
         .streaming_bind_addr
         .as_ref()
         .map_or(DEFAULT_STREAMING_ADDR, |a| a.as_str());
-    let backend = streams::backend(docker.clone(), endpoint);
+    let backend = streams::backend(engine.clone());
     let limits = cri_dockerd_streaming::Limits {
         read_header_timeout: cli.streaming_read_header_timeout,
         idle_timeout: cli.streaming_connection_idle_timeout,
@@ -108,7 +107,7 @@ async fn run(cli: Cli, mut systemd: SystemdHandover) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the streaming server on {streaming_addr}"))?;
     tracing::info!(address = %streaming.local_addr(), "streaming server listening");
-    let cri = DockerCri::new(docker.clone(), settings, Some(streaming))
+    let cri = DockerCri::new(engine.clone(), settings, Some(streaming))
         .await
         .context("initialising the CRI on Docker")?;
     cri.reconcile().await;
@@ -135,13 +134,13 @@ async fn run(cli: Cli, mut systemd: SystemdHandover) -> anyhow::Result<()> {
         tracing::info!(address = %metrics_listener.local_addr()?, "metrics endpoint listening (/metrics, /healthz)");
         tokio::spawn(metrics_endpoint::serve(
             metrics_listener,
-            docker.clone(),
+            engine.clone(),
             listener.cri_address(),
         ));
     }
     let notifier = systemd.notifier();
     if let (Some(notifier), Some(interval)) = (notifier.clone(), systemd.watchdog()) {
-        tokio::spawn(watchdog(notifier, interval, docker));
+        tokio::spawn(watchdog(notifier, interval, engine));
     }
     tracing::info!(endpoint = %cli.container_runtime_endpoint, "serving the CRI");
     // The socket is bound: connections queue from here, so systemd may
@@ -196,11 +195,11 @@ async fn shutdown_signal(notifier: Option<Notifier>) {
 
 /// Pings systemd's watchdog at half its interval while Docker answers, so
 /// that systemd restarts a shim whose daemon is gone for good.
-async fn watchdog(notifier: Notifier, interval: std::time::Duration, docker: bollard::Docker) {
+async fn watchdog(notifier: Notifier, interval: std::time::Duration, engine: Engine) {
     let period = interval / 2;
     tracing::info!(?interval, "systemd watchdog enabled");
     loop {
-        match tokio::time::timeout(period, docker.ping()).await {
+        match tokio::time::timeout(period, engine.ping()).await {
             Ok(Ok(_)) => notifier.send("WATCHDOG=1\n"),
             Ok(Err(e)) => tracing::warn!(error = %e, "Docker does not answer: no watchdog ping"),
             Err(_) => tracing::warn!("Docker did not answer in time: no watchdog ping"),

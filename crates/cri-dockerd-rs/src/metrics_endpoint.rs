@@ -38,7 +38,7 @@ pub enum CriAddress {
 }
 
 struct Health {
-    docker: bollard::Docker,
+    engine: cri_dockerd_engine::Engine,
     cri: CriAddress,
 }
 
@@ -49,8 +49,8 @@ pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves until the process ends.
-pub async fn serve(listener: TcpListener, docker: bollard::Docker, cri: CriAddress) {
-    let health = Arc::new(Health { docker, cri });
+pub async fn serve(listener: TcpListener, engine: cri_dockerd_engine::Engine, cri: CriAddress) {
+    let health = Arc::new(Health { engine, cri });
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -125,7 +125,7 @@ impl Health {
     }
 
     async fn docker_answers(&self) -> Result<(), String> {
-        match tokio::time::timeout(PROBE_TIMEOUT, self.docker.ping()).await {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.engine.ping()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("docker: {e}")),
             Err(_) => Err(format!("docker: no answer in {PROBE_TIMEOUT:?}")),

@@ -75,7 +75,7 @@ fn supervised(supervisor: i32) -> Option<i32> {
 async fn the_compose_service_serves_cri_to_the_host_from_a_container() {
     let env = test_env().await;
     let docker = &env.docker;
-    ensure_dood_image(docker, Path::new(BIN)).await;
+    ensure_dood_image(docker, &env.engine, Path::new(BIN)).await;
 
     let state = tempfile::Builder::new()
         .prefix("crid-dood-")

@@ -10,7 +10,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 
-const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "HEAD"];
 
 pub struct DockerProxy {
@@ -101,8 +100,9 @@ impl DockerProxy {
         self.accept = Some(tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let requests = requests.clone();
+                let target = crate::daemon::test_daemon().socket.clone();
                 let forward = tokio::spawn(async move {
-                    let Ok(docker) = UnixStream::connect(DOCKER_SOCKET).await else {
+                    let Ok(docker) = UnixStream::connect(&target).await else {
                         return;
                     };
                     let (client_read, mut client_write) = client.into_split();

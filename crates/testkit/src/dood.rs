@@ -311,7 +311,11 @@ fn rootfs(shim_binary: &Path) -> Rootfs {
 }
 
 /// Builds the offline DooD image when missing or out of date; its id.
-pub async fn ensure_dood_image(docker: &Docker, shim_binary: &Path) -> String {
+pub async fn ensure_dood_image(
+    docker: &Docker,
+    engine: &cri_dockerd_engine::Engine,
+    shim_binary: &Path,
+) -> String {
     let rootfs = tokio::task::spawn_blocking({
         let shim_binary = shim_binary.to_path_buf();
         move || rootfs(&shim_binary)
@@ -321,6 +325,7 @@ pub async fn ensure_dood_image(docker: &Docker, shim_binary: &Path) -> String {
     let hash = rootfs.hash();
     ensure_image(
         docker,
+        engine,
         DOOD_IMAGE,
         &hash,
         move || rootfs.tar(),

@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use bollard::Docker;
+use cri_dockerd_engine::Engine;
 use tokio::sync::OnceCell;
 
+use crate::daemon::{TestDaemon, test_daemon};
 use crate::images;
 
 pub const PLAIN_REGISTRY: &str = "127.0.0.1:5000";
@@ -17,7 +19,13 @@ pub const BUSYBOX_IMAGE: &str = "crid-test.local/busybox:latest";
 pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
 
 pub struct TestEnv {
+    /// bollard on the daemon under test, for what tests change.
     pub docker: Docker,
+    /// The shim's own client on the same daemon, for what tests read back:
+    /// it decodes every engine's answers (bollard's strict models fail on
+    /// some of the containerd image store's).
+    pub engine: Engine,
+    pub daemon: &'static TestDaemon,
     pub busybox_id: String,
     pub pause_id: String,
 }
@@ -43,13 +51,30 @@ pub fn auth_registry() -> String {
 /// (and once per machine: a file lock guards the image builds).
 pub async fn test_env() -> &'static TestEnv {
     ENV.get_or_init(|| async {
-        let docker = connect().await;
-        let (busybox_id, pause_id) = images::ensure_base_images(&docker).await;
+        let daemon = test_daemon();
+        let (docker, engine) = connect(daemon).await;
+        let version = engine.daemon_version();
+        // In every test's output: which engine it ran on.
+        eprintln!(
+            "[testkit] engine {}: Docker {} (API {}), {} image store, at {}",
+            daemon.name,
+            version.version,
+            version.api,
+            if daemon.containerd_store() {
+                "containerd"
+            } else {
+                "graph driver"
+            },
+            daemon.endpoint()
+        );
+        let (busybox_id, pause_id) = images::ensure_base_images(&docker, &engine).await;
         for registry in [plain_registry(), auth_registry()] {
             check_registry(&registry).await;
         }
         TestEnv {
             docker,
+            engine,
+            daemon,
             busybox_id,
             pause_id,
         }
@@ -57,22 +82,24 @@ pub async fn test_env() -> &'static TestEnv {
     .await
 }
 
-async fn connect() -> Docker {
-    let hint = "run `make test-env` (scripts/test-env.sh) as root first: it installs and starts Docker and the test registries";
-    let docker =
-        Docker::connect_with_unix("/var/run/docker.sock", 120, bollard::API_DEFAULT_VERSION)
-            .unwrap_or_else(|e| {
-                panic!("Docker is not available at /var/run/docker.sock ({e}); {hint}")
-            });
+async fn connect(daemon: &TestDaemon) -> (Docker, Engine) {
+    let hint = "run `make test-env` (scripts/test-env.sh) as root first: it installs and starts Docker, the engines of the matrix and the test registries";
+    let socket = daemon.socket.display().to_string();
+    let engine = Engine::connect(&daemon.endpoint(), Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Docker ({}) does not answer at {socket}: {e}; {hint}",
+                daemon.name
+            )
+        });
+    let docker = Docker::connect_with_unix(&socket, 120, bollard::API_DEFAULT_VERSION)
+        .unwrap_or_else(|e| panic!("Docker is not available at {socket} ({e}); {hint}"));
     let docker = docker
         .negotiate_version()
         .await
-        .unwrap_or_else(|e| panic!("Docker does not answer at /var/run/docker.sock ({e}); {hint}"));
-    docker
-        .ping()
-        .await
-        .unwrap_or_else(|e| panic!("Docker ping failed ({e}); {hint}"));
-    docker
+        .unwrap_or_else(|e| panic!("Docker does not answer at {socket} ({e}); {hint}"));
+    (docker, engine)
 }
 
 async fn check_registry(address: &str) {

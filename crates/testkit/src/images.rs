@@ -12,6 +12,7 @@ use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
     CreateImageOptions, PushImageOptions, RemoveImageOptions, TagImageOptions,
 };
+use cri_dockerd_engine::Engine;
 use futures::StreamExt;
 
 use crate::env::{BUSYBOX_IMAGE, PAUSE_IMAGE};
@@ -55,12 +56,13 @@ async fn build_lock() -> BuildLock {
 
 /// The ids of the busybox and pause images, building them when missing or
 /// out of date.
-pub async fn ensure_base_images(docker: &Docker) -> (String, String) {
+pub async fn ensure_base_images(docker: &Docker, engine: &Engine) -> (String, String) {
     let _lock = build_lock().await;
     let busybox = std::fs::read("/bin/busybox")
         .expect("/bin/busybox is missing: install busybox-static (scripts/test-env.sh does)");
     let busybox_id = ensure_image(
         docker,
+        engine,
         BUSYBOX_IMAGE,
         &hash_of(&[RECIPE.as_bytes(), &busybox]),
         || busybox_rootfs(&busybox),
@@ -70,6 +72,7 @@ pub async fn ensure_base_images(docker: &Docker) -> (String, String) {
     let pause = std::fs::read(pause_binary()).expect("reading the pause binary");
     let pause_id = ensure_image(
         docker,
+        engine,
         PAUSE_IMAGE,
         &hash_of(&[b"pause-v1", &pause]),
         || single_file_rootfs("pause", &pause),
@@ -81,13 +84,14 @@ pub async fn ensure_base_images(docker: &Docker) -> (String, String) {
 
 pub(crate) async fn ensure_image(
     docker: &Docker,
+    engine: &Engine,
     name: &str,
     input_hash: &str,
     rootfs: impl FnOnce() -> Vec<u8>,
     changes: &[&str],
 ) -> String {
     let marker = format!("{INPUT_ENV}={input_hash}");
-    if let Ok(inspect) = docker.inspect_image(name).await {
+    if let Ok(inspect) = engine.inspect_image(name).await {
         let env = inspect.config.and_then(|c| c.env).unwrap_or_default();
         if env.contains(&marker) {
             return inspect.id.unwrap_or_default();
@@ -108,7 +112,7 @@ pub(crate) async fn ensure_image(
     while let Some(item) = stream.next().await {
         item.unwrap_or_else(|e| panic!("importing {name}: {e}"));
     }
-    docker
+    engine
         .inspect_image(name)
         .await
         .unwrap_or_else(|e| panic!("{name} missing after import: {e}"))

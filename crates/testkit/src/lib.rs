@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod cri;
+pub mod daemon;
 pub mod docker_proxy;
 pub mod dood;
 pub mod env;
@@ -18,6 +19,7 @@ pub mod shim;
 pub mod streaming;
 pub mod terminal;
 
+pub use daemon::{TestDaemon, test_daemon};
 pub use env::{TestEnv, test_env};
 pub use shim::{Shim, ShimBuilder};
 

@@ -86,13 +86,18 @@ impl PrivateDocker {
     /// answers.
     pub async fn start_again(&mut self, config: &serde_json::Value) {
         assert!(self.child.is_none(), "already running");
-        std::fs::write(&self.config, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        // The engine under test's own settings (its image store, test
+        // runtimes) under the test's.
+        let mut merged = crate::daemon::test_daemon().config.clone();
+        merge(&mut merged, config);
+        std::fs::write(&self.config, serde_json::to_vec_pretty(&merged).unwrap()).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new("dockerd")
+        let child = crate::daemon::test_daemon()
+            .command("dockerd")
             .arg(format!("--host=unix://{}", self.socket.display()))
             .arg(format!("--data-root={}", self.data_root.display()))
             .arg(format!("--exec-root={}", self.exec_root.display()))
@@ -155,9 +160,10 @@ impl PrivateDocker {
         }
     }
 
-    /// Copies images from the machine's daemon into this one.
+    /// Copies images from the daemon under test into this one.
     pub fn load_from_host(&self, images: &[&str]) {
-        let mut save = Command::new("docker")
+        let mut save = crate::daemon::test_daemon()
+            .cli()
             .arg("save")
             .args(images)
             .stdout(Stdio::piped())
@@ -179,6 +185,21 @@ impl PrivateDocker {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// `overlay` over `base`, objects merged key by key.
+fn merge(base: &mut serde_json::Value, overlay: &serde_json::Value) {
+    match (base, overlay) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                merge(
+                    base.entry(key.clone()).or_insert(serde_json::Value::Null),
+                    value,
+                );
+            }
+        }
+        (base, overlay) => *base = overlay.clone(),
     }
 }
 

@@ -106,6 +106,12 @@ impl ShimBuilder {
             "--hairpin-mode=hairpin-veth".to_string(),
             "--streaming-bind-addr=127.0.0.1:0".to_string(),
             "--log-level=debug".to_string(),
+            // The engine under test; a test's own --docker-endpoint comes
+            // later and wins (the last of a repeated flag does).
+            format!(
+                "--docker-endpoint={}",
+                crate::daemon::test_daemon().endpoint()
+            ),
         ];
         args.extend(self.extra_args);
         let log = dir.path().join("shim.log");

@@ -76,7 +76,8 @@ impl DockerCri {
             )));
         }
         let exec = self
-            .docker
+            .engine
+            .api()
             .create_exec(
                 &full_id,
                 CreateExecOptions::<String> {
@@ -91,7 +92,8 @@ impl DockerCri {
             .await
             .map_err(Error::docker("creating the exec"))?;
         let started = self
-            .docker
+            .engine
+            .api()
             .start_exec(
                 &exec.id,
                 Some(StartExecOptions {
@@ -149,7 +151,7 @@ impl DockerCri {
     /// Docker has no API to stop an exec: its process tree is killed from
     /// the host (the shim sees host PIDs, also under Docker-out-of-Docker).
     pub(crate) async fn kill_exec(&self, exec_id: &str) {
-        let Ok(inspect) = self.docker.inspect_exec(exec_id).await else {
+        let Ok(inspect) = self.engine.inspect_exec(exec_id).await else {
             return;
         };
         let Some(pid) = inspect.pid.filter(|p| *p > 0) else {
@@ -169,7 +171,7 @@ impl DockerCri {
     pub(crate) async fn exec_exit_code(&self, exec_id: &str) -> Result<i32> {
         for _ in 0..100 {
             let inspect = self
-                .docker
+                .engine
                 .inspect_exec(exec_id)
                 .await
                 .map_err(Error::docker("inspecting the exec"))?;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
+use cri_dockerd_engine::Engine;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -226,14 +227,14 @@ struct Follower {
 /// One log copier per container.
 #[derive(Clone)]
 pub struct LogManager {
-    docker: Docker,
+    engine: Engine,
     followers: Arc<Mutex<HashMap<String, Follower>>>,
 }
 
 impl LogManager {
-    pub fn new(docker: Docker) -> Self {
+    pub fn new(engine: Engine) -> Self {
         Self {
-            docker,
+            engine,
             followers: Arc::default(),
         }
     }
@@ -248,7 +249,7 @@ impl LogManager {
         }
         let (done_tx, done_rx) = watch::channel(false);
         let (control_tx, control_rx) = mpsc::channel(4);
-        let docker = self.docker.clone();
+        let docker = self.engine.api();
         let id = container_id.to_string();
         let span = tracing::info_span!("logs", container_id = %id);
         let task = tokio::spawn(tracing::Instrument::instrument(

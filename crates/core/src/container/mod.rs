@@ -7,15 +7,12 @@ mod status;
 
 pub(crate) use status::{ImageNames, cri_container_state};
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum};
-use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptions, StartContainerOptions, StopContainerOptions,
-};
+use bollard::query_parameters::{StartContainerOptions, StopContainerOptions};
 use cri_dockerd_api::v1::{ContainerConfig, LinuxContainerResources, PodSandboxConfig};
+use cri_dockerd_engine::model::{ContainerInspect, ContainerStatus};
 use tracing::Instrument;
 
 use crate::docker_cri::DockerCri;
@@ -25,7 +22,7 @@ use crate::store::{Found, Freshness, running_pid};
 use crate::store::{Kind, Record};
 use crate::translate;
 
-fn label<'a>(inspect: &'a ContainerInspectResponse, key: &str) -> Option<&'a str> {
+fn label<'a>(inspect: &'a ContainerInspect, key: &str) -> Option<&'a str> {
     inspect
         .config
         .as_ref()
@@ -53,10 +50,7 @@ impl DockerCri {
     }
 
     /// Docker's inspect of one of our containers, as it is now.
-    pub(crate) async fn inspect_container_checked(
-        &self,
-        id: &str,
-    ) -> Result<ContainerInspectResponse> {
+    pub(crate) async fn inspect_container_checked(&self, id: &str) -> Result<ContainerInspect> {
         Ok(self
             .container_record(id, Freshness::Current)
             .await?
@@ -108,13 +102,18 @@ impl DockerCri {
         let clamp = |v: i64| self.oom.clamp(v);
         let read_file = |path: &str| std::fs::read(path);
         let grantable = crate::caps::restricted_bounding_set();
+        let facts = self.facts();
         let options = translate::container::ContainerOptions {
             sandbox_id: &sandbox_id,
-            cgroup_driver: self.facts().cgroup_driver,
+            cgroup_driver: facts.cgroup_driver,
             clamp_oom_score_adj: &clamp,
             runtime: runtime.as_deref(),
             read_file: &read_file,
-            docker_api: self.facts().api_version,
+            mounts: translate::container::MountSupport {
+                api: facts.api_version,
+                recursive_read_only: facts
+                    .supports_recursive_read_only(runtime.as_deref().unwrap_or_default()),
+            },
             grantable_capabilities: grantable.as_deref(),
         };
         let (name, body) =
@@ -131,7 +130,8 @@ impl DockerCri {
         let span = tracing::info_span!("container", container_id = %full_id);
         async {
             match self
-                .docker
+                .engine
+                .api()
                 .start_container(&full_id, None::<StartContainerOptions>)
                 .await
             {
@@ -165,7 +165,8 @@ impl DockerCri {
         let id = record.id.as_str();
         let t = timeout.clamp(0, i32::MAX as i64) as i32;
         match self
-            .docker
+            .engine
+            .api()
             .stop_container(
                 id,
                 Some(StopContainerOptions {
@@ -227,7 +228,8 @@ impl DockerCri {
         let inspect = self.inspect_container_checked(id).await?;
         let full_id = inspect.id.clone().unwrap_or_else(|| id.to_string());
         let body = translate::container::update_body(resources);
-        self.docker
+        self.engine
+            .api()
             .update_container(&full_id, body)
             .await
             .map_err(Error::docker(format!("updating container {full_id}")))?;
@@ -292,11 +294,7 @@ impl DockerCri {
                 return;
             }
         };
-        let Ok(inspect) = self
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-        else {
+        let Ok(inspect) = self.engine.inspect_container(id, false).await else {
             return;
         };
         let Some(pid) = running_pid(&inspect) else {
@@ -349,28 +347,24 @@ impl DockerCri {
     pub async fn resume_log_copies(&self) -> Result<()> {
         let ours: std::collections::HashSet<String> =
             self.checkpoints.list()?.into_iter().collect();
-        let filters = HashMap::from([(
-            "label".to_string(),
+        let filters = [(
+            "label",
             vec![format!(
                 "{}={}",
                 labels::CONTAINER_TYPE,
                 labels::CONTAINER_TYPE_CONTAINER
             )],
-        )]);
+        )];
         let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
+            .engine
+            .list_containers(true, &filters)
             .await
             .map_err(Error::docker("listing containers"))?;
         for c in containers {
             let (Some(id), Some(labels)) = (c.id, c.labels) else {
                 continue;
             };
-            if c.state == Some(ContainerSummaryStateEnum::CREATED)
+            if c.state == Some(ContainerStatus::Created)
                 || !labels
                     .get(labels::SANDBOX_ID)
                     .is_some_and(|s| ours.contains(s))

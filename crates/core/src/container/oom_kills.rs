@@ -14,9 +14,8 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bollard::Docker;
-use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::EventsOptions;
+use cri_dockerd_engine::Engine;
+use cri_dockerd_engine::model::ContainerInspect;
 use futures::StreamExt;
 
 use crate::time::rfc3339_to_ns;
@@ -39,7 +38,7 @@ const KILLED: i64 = 137;
 
 /// Only a memory-limited container that died of SIGKILL and that Docker
 /// did not flag needs a second look.
-fn needs_history(inspect: &ContainerInspectResponse) -> bool {
+fn needs_history(inspect: &ContainerInspect) -> bool {
     let Some(state) = inspect.state.as_ref() else {
         return false;
     };
@@ -66,9 +65,9 @@ impl OomKills {
     /// Whether the container `inspect` describes was OOM-killed.
     pub(crate) async fn was_oom_killed(
         &self,
-        docker: &Docker,
+        engine: &Engine,
         id: &str,
-        inspect: &ContainerInspectResponse,
+        inspect: &ContainerInspect,
     ) -> bool {
         let flagged = inspect.state.as_ref().and_then(|s| s.oom_killed) == Some(true);
         if flagged || !needs_history(inspect) {
@@ -89,7 +88,7 @@ impl OomKills {
         };
         let asked = Instant::now();
         loop {
-            match oom_event_since(docker, id, started_ns).await {
+            match oom_event_since(engine, id, started_ns).await {
                 Ok(true) => {
                     tracing::debug!(
                         container_id = id,
@@ -128,21 +127,21 @@ impl OomKills {
 /// started (`started_ns`, Unix nanoseconds): its history up to now; the
 /// call does not wait for new events.
 pub async fn oom_event_since(
-    docker: &Docker,
+    engine: &Engine,
     id: &str,
     started_ns: i64,
 ) -> Result<bool, bollard::errors::Error> {
     let since = (started_ns / 1_000_000_000 - 1).max(0);
     let now = unix_now();
-    let options = EventsOptions {
-        since: Some(since.to_string()),
-        until: Some(format!("{}.{:09}", now.as_secs(), now.subsec_nanos())),
-        filters: Some(HashMap::from([
-            ("container".to_string(), vec![id.to_string()]),
-            ("event".to_string(), vec!["oom".to_string()]),
-        ])),
-    };
-    let mut events = docker.events(Some(options));
+    let until = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let filters = [
+        ("container", vec![id.to_string()]),
+        ("event", vec!["oom".to_string()]),
+    ];
+    let events = engine
+        .events(Some(&since.to_string()), Some(&until), &filters)
+        .await?;
+    let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         let event = event?;
         if event.action.as_deref() == Some("oom") {
@@ -155,10 +154,10 @@ pub async fn oom_event_since(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ContainerState, HostConfig};
+    use cri_dockerd_engine::model::{ContainerState, HostConfig};
 
-    fn inspect(memory: i64, exit: i64, oom: bool, running: bool) -> ContainerInspectResponse {
-        ContainerInspectResponse {
+    fn inspect(memory: i64, exit: i64, oom: bool, running: bool) -> ContainerInspect {
+        ContainerInspect {
             state: Some(ContainerState {
                 running: Some(running),
                 exit_code: Some(exit),

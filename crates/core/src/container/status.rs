@@ -5,12 +5,12 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
 use cri_dockerd_api::v1::{
     Container, ContainerFilter, ContainerResources, ContainerState, ContainerStatus,
     ContainerStatusResponse, ContainerUser, ImageSpec, LinuxContainerResources, LinuxContainerUser,
     Mount,
 };
+use cri_dockerd_engine::model::{ContainerInspect, ContainerStatus as DockerStatus};
 
 use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result};
@@ -38,7 +38,7 @@ pub(crate) struct ImageNames {
 type CachedImageNames = (u64, Vec<String>, Vec<String>);
 
 /// What the CRI calls a container's state, from Docker's.
-fn cri_state(inspect: &ContainerInspectResponse) -> (ContainerState, &'static str) {
+fn cri_state(inspect: &ContainerInspect) -> (ContainerState, &'static str) {
     let state = inspect.state.clone().unwrap_or_default();
     if state.running == Some(true) {
         return (ContainerState::ContainerRunning, "");
@@ -56,7 +56,7 @@ fn cri_state(inspect: &ContainerInspectResponse) -> (ContainerState, &'static st
         (ContainerState::ContainerExited, reason)
     } else if exit_code != 0 {
         (ContainerState::ContainerExited, "ContainerCannotRun")
-    } else if state.status == Some(ContainerStateStatusEnum::CREATED) {
+    } else if state.status == Some(DockerStatus::Created) {
         (ContainerState::ContainerCreated, "")
     } else {
         (ContainerState::ContainerUnknown, "")
@@ -157,7 +157,7 @@ impl DockerCri {
         {
             return (tags.clone(), digests.clone());
         }
-        let (tags, digests) = match self.docker.inspect_image(image_id).await {
+        let (tags, digests) = match self.engine.inspect_image(image_id).await {
             Ok(i) => (
                 i.repo_tags.unwrap_or_default(),
                 i.repo_digests.unwrap_or_default(),
@@ -205,7 +205,7 @@ impl DockerCri {
         if reason == "Error"
             && self
                 .oom_kills
-                .was_oom_killed(&self.docker, &full_id, inspect)
+                .was_oom_killed(&self.engine, &full_id, inspect)
                 .await
         {
             reason = "OOMKilled";

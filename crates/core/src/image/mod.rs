@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bollard::auth::DockerCredentials;
-use bollard::models::ImageInspect;
-use bollard::query_parameters::{CreateImageOptions, ListImagesOptions, RemoveImageOptions};
+use bollard::query_parameters::{CreateImageOptions, RemoveImageOptions};
 use cri_dockerd_api::v1::{
     AuthConfig, FilesystemIdentifier, FilesystemUsage, Image, ImageFsInfoResponse, ImageSpec,
     ImageStatusResponse, Int64Value, UInt64Value,
 };
+use cri_dockerd_engine::model::ImageInspect;
 use cri_dockerd_telemetry::metrics;
 use futures::StreamExt;
 
@@ -90,7 +90,35 @@ impl DockerCri {
             .any(|t| normalize(t).as_deref() == Some(&infra))
     }
 
-    fn inspect_to_image(&self, inspect: &ImageInspect) -> Image {
+    /// The image's size as ListImages reports it. With the graph drivers
+    /// that is the inspect's own figure; with the containerd image store an
+    /// inspect gives only the packed content of the host's platform, and
+    /// the list gives what the image takes (content and unpacked
+    /// snapshots), so the list is asked.
+    async fn image_size(&self, inspect: &ImageInspect) -> Result<u64> {
+        let own = inspect.size.unwrap_or(0).max(0) as u64;
+        if !self.facts().containerd_image_store() {
+            return Ok(own);
+        }
+        let id = inspect.id.clone().unwrap_or_default();
+        let tags = clean(inspect.repo_tags.clone().unwrap_or_default(), NONE_TAG);
+        let filters: Vec<(&str, Vec<String>)> = match tags.first() {
+            Some(tag) => vec![("reference", vec![tag.clone()])],
+            None => vec![("dangling", vec!["true".to_string()])],
+        };
+        let listed = self
+            .engine
+            .list_images(&filters)
+            .await
+            .map_err(Error::docker("listing images"))?;
+        Ok(listed
+            .into_iter()
+            .find(|s| s.id.as_deref() == Some(id.as_str()))
+            .and_then(|s| s.size)
+            .map_or(own, |size| size.max(0) as u64))
+    }
+
+    fn inspect_to_image(&self, inspect: &ImageInspect, size: u64) -> Image {
         let id = inspect.id.clone().unwrap_or_default();
         let repo_tags = clean(inspect.repo_tags.clone().unwrap_or_default(), NONE_TAG);
         let repo_digests = clean(
@@ -112,7 +140,7 @@ impl DockerCri {
             id,
             repo_tags,
             repo_digests,
-            size: inspect.size.unwrap_or(0).max(0) as u64,
+            size,
             uid: uid.map(|value| Int64Value { value }),
             username,
         }
@@ -127,7 +155,7 @@ impl DockerCri {
             // reach Docker's URL path, where `/` and `.` change what is asked.
             Err(_) => return Ok(None),
         };
-        match self.docker.inspect_image(&lookup).await {
+        match self.engine.inspect_image(&lookup).await {
             Ok(inspect) => {
                 let id = inspect.id.clone().unwrap_or_default();
                 let tags = inspect.repo_tags.clone().unwrap_or_default();
@@ -141,14 +169,17 @@ impl DockerCri {
 
     pub async fn list_images(&self, filter: Option<&str>) -> Result<Vec<Image>> {
         let summaries = self
-            .docker
-            .list_images(None::<ListImagesOptions>)
+            .engine
+            .list_images(&[])
             .await
             .map_err(Error::docker("listing images"))?;
         let mut images = Vec::with_capacity(summaries.len());
         for summary in summaries {
-            let repo_tags = clean(summary.repo_tags, NONE_TAG);
-            let repo_digests = clean(summary.repo_digests, NONE_DIGEST);
+            let Some(id) = summary.id.filter(|id| !id.is_empty()) else {
+                continue;
+            };
+            let repo_tags = clean(summary.repo_tags.unwrap_or_default(), NONE_TAG);
+            let repo_digests = clean(summary.repo_digests.unwrap_or_default(), NONE_DIGEST);
             if let Some(wanted) = filter.filter(|f| !f.is_empty()) {
                 let named = match parse_image_name(wanted) {
                     Ok(ImageName::Reference(r)) if r.tag.is_none() && r.digest.is_none() => {
@@ -158,7 +189,7 @@ impl DockerCri {
                                 .is_ok_and(|p| p.name() == name)
                         })
                     }
-                    _ => image_matches(&summary.id, &repo_tags, &repo_digests, wanted),
+                    _ => image_matches(&id, &repo_tags, &repo_digests, wanted),
                 };
                 if !named {
                     continue;
@@ -167,13 +198,13 @@ impl DockerCri {
             images.push(Image {
                 pinned: self.is_pinned(&repo_tags),
                 spec: Some(ImageSpec {
-                    image: summary.id.clone(),
+                    image: id.clone(),
                     ..Default::default()
                 }),
-                id: summary.id,
+                id,
                 repo_tags,
                 repo_digests,
-                size: summary.size.max(0) as u64,
+                size: summary.size.unwrap_or(0).max(0) as u64,
                 uid: None,
                 username: String::new(),
             });
@@ -199,8 +230,9 @@ impl DockerCri {
             });
             info.insert("info".to_string(), detail.to_string());
         }
+        let size = self.image_size(&inspect).await?;
         Ok(ImageStatusResponse {
-            image: Some(self.inspect_to_image(&inspect)),
+            image: Some(self.inspect_to_image(&inspect, size)),
             info,
         })
     }
@@ -221,14 +253,11 @@ impl DockerCri {
         let credentials = auth.map(|a| credentials_for(a, &reference)).transpose()?;
         let started = Instant::now();
         let pulled = self.pull_reference(&full, credentials).await;
-        let size = pulled
-            .as_ref()
-            .map_or(0, |inspect| inspect.size.unwrap_or(0));
-        metrics::image_pull(
-            started.elapsed(),
-            u64::try_from(size).unwrap_or(0),
-            pulled.is_ok(),
-        );
+        let size = match &pulled {
+            Ok(inspect) => self.image_size(inspect).await.unwrap_or(0),
+            Err(_) => 0,
+        };
+        metrics::image_pull(started.elapsed(), size, pulled.is_ok());
         let id = pulled?.id.unwrap_or_default();
         tracing::info!(image = %full, id = %id, seconds = started.elapsed().as_secs_f32(), "pulled image");
         Ok(id)
@@ -245,7 +274,10 @@ impl DockerCri {
             ..Default::default()
         };
         let deadline = self.settings.image_pull_progress_deadline;
-        let mut stream = self.docker.create_image(Some(options), None, credentials);
+        let mut stream = self
+            .engine
+            .api()
+            .create_image(Some(options), None, credentials);
         let mut last_log = Instant::now();
         let mut latest = String::new();
         tracing::info!(image = %full, "pulling image");
@@ -301,7 +333,7 @@ impl DockerCri {
             })
         };
         let remove = |name: String| async move {
-            match self.docker.remove_image(&name, options(), None).await {
+            match self.engine.api().remove_image(&name, options(), None).await {
                 Ok(_) => Ok(()),
                 Err(e) if is_docker_not_found(&e) => Ok(()),
                 Err(e) => Err(Error::docker(format!("removing image {name}"))(e)),
@@ -324,19 +356,21 @@ impl DockerCri {
         }
     }
 
-    /// Docker keeps images and writable layers on one filesystem, its data
-    /// root: both lists name it, the images with what is not a running
-    /// container's writable layer. Figures come from the background walk
-    /// (a minute old at most); no call walks the disk.
+    /// Docker keeps images and writable layers in one place, its data root
+    /// (or containerd's root, with the containerd image store and a
+    /// containerd of the system's): both lists name it, the images with
+    /// what is not a running container's writable layer. Figures come from
+    /// the background walk (a minute old at most); no call walks the disk.
     pub async fn image_fs_info(&self) -> Result<ImageFsInfoResponse> {
+        let root = self.disk_usage.image_root();
         let usage = self.disk_usage.data_root().map_err(Error::io(format!(
-            "reading the usage of Docker's data root {}",
-            self.disk_usage.root().display()
+            "reading the usage of Docker's images under {}",
+            root.display()
         )))?;
         let filesystem = |used: crate::stats::fs_usage::Usage| FilesystemUsage {
             timestamp: usage.at_ns,
             fs_id: Some(FilesystemIdentifier {
-                mountpoint: self.disk_usage.root().display().to_string(),
+                mountpoint: root.display().to_string(),
             }),
             used_bytes: Some(UInt64Value { value: used.bytes }),
             inodes_used: Some(UInt64Value { value: used.inodes }),

@@ -9,15 +9,12 @@ mod status;
 pub(crate) use network_state::NetworkState;
 pub(crate) use resources::PodResources;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, StopContainerOptions,
-};
+use bollard::query_parameters::{CreateContainerOptions, StopContainerOptions};
 use cri_dockerd_api::v1::{PodSandboxConfig, PodSandboxMetadata};
 use cri_dockerd_cni::{PodRef, PortMapping as CniPortMapping};
+use cri_dockerd_engine::model::ContainerInspect;
 use tracing::Instrument;
 
 use crate::checkpoint::PodSandboxCheckpoint;
@@ -80,7 +77,7 @@ pub(crate) struct SandboxDetails {
 }
 
 impl SandboxDetails {
-    pub fn inspect(&self) -> Option<&ContainerInspectResponse> {
+    pub fn inspect(&self) -> Option<&ContainerInspect> {
         self.record.as_ref().map(|r| &r.inspect)
     }
 }
@@ -213,14 +210,14 @@ impl DockerCri {
         }
         let runtime = if runtime_handler.is_empty() {
             None
-        } else if self.facts().runtimes.contains(runtime_handler) {
+        } else if self.facts().has_runtime(runtime_handler) {
             Some(runtime_handler)
         } else {
             return Err(Error::InvalidArgument(format!(
                 "runtime handler {runtime_handler:?} is not a Docker runtime (known: {})",
                 self.facts()
                     .runtimes
-                    .iter()
+                    .keys()
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -292,16 +289,21 @@ impl DockerCri {
                 ..Default::default()
             })
         };
-        match self.docker.create_container(options(), body.clone()).await {
+        match self
+            .engine
+            .api()
+            .create_container(options(), body.clone())
+            .await
+        {
             Ok(created) => return Ok(created.id),
             Err(e) if is_docker_conflict(&e) => {
-                let existing = self
-                    .docker
-                    .inspect_container(name, None::<InspectContainerOptions>)
-                    .await
-                    .map_err(Error::docker(format!(
-                        "inspecting conflicting container {name}"
-                    )))?;
+                let existing =
+                    self.engine
+                        .inspect_container(name, false)
+                        .await
+                        .map_err(Error::docker(format!(
+                            "inspecting conflicting container {name}"
+                        )))?;
                 if running_pid(&existing).is_some() {
                     return Err(Error::AlreadyExists(format!(
                         "container {name} already exists and is running ({})",
@@ -313,7 +315,8 @@ impl DockerCri {
             }
             Err(e) => return Err(Error::docker(format!("creating container {name}"))(e)),
         }
-        self.docker
+        self.engine
+            .api()
             .create_container(options(), body)
             .await
             .map(|c| c.id)
@@ -334,7 +337,8 @@ impl DockerCri {
         );
         self.checkpoints.write(id, &checkpoint)?;
         steps.done("checkpoint");
-        self.docker
+        self.engine
+            .api()
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .instrument(tracing::debug_span!("start"))
             .await
@@ -344,8 +348,8 @@ impl DockerCri {
         // sandbox running without asking Docker again.
         let seq = self.store.ticket();
         let inspect = self
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>)
+            .engine
+            .inspect_container(id, false)
             .await
             .map_err(Error::docker("inspecting the sandbox container"))?;
         self.store.put(seq, inspect.clone());
@@ -383,7 +387,7 @@ impl DockerCri {
     /// overwrites it in place (containers bind-mount that very file).
     fn rewrite_resolv_conf(
         &self,
-        inspect: &ContainerInspectResponse,
+        inspect: &ContainerInspect,
         dns: &cri_dockerd_api::v1::DnsConfig,
     ) -> Result<()> {
         let Some(content) =
@@ -445,8 +449,8 @@ impl DockerCri {
         sandbox_id: &str,
         running_only: bool,
     ) -> Result<Vec<String>> {
-        let filters = HashMap::from([(
-            "label".to_string(),
+        let filters = [(
+            "label",
             vec![
                 format!(
                     "{}={}",
@@ -455,14 +459,10 @@ impl DockerCri {
                 ),
                 format!("{}={sandbox_id}", labels::SANDBOX_ID),
             ],
-        )]);
+        )];
         let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: !running_only,
-                filters: Some(filters),
-                ..Default::default()
-            }))
+            .engine
+            .list_containers(!running_only, &filters)
             .await
             .map_err(Error::docker("listing the pod's containers"))?;
         Ok(containers.into_iter().filter_map(|c| c.id).collect())
@@ -488,7 +488,8 @@ impl DockerCri {
             self.teardown_network(&details).await?;
             if details.record.is_some() {
                 match self
-                    .docker
+                    .engine
+                    .api()
                     .stop_container(
                         &details.id,
                         Some(StopContainerOptions {

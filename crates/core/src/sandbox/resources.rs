@@ -51,7 +51,8 @@ impl DockerCri {
             .ok_or_else(|| Error::NotFound(format!("pod sandbox {id} not found")))?;
         let resources = resources.cloned().unwrap_or_default();
         if record.phase == Phase::Running {
-            self.docker
+            self.engine
+                .api()
                 .update_container(&record.id, translate::container::update_body(&resources))
                 .await
                 .map_err(Error::docker(format!(

@@ -1,9 +1,19 @@
-//! Disk usage of Docker's data root, for ImageFsInfo and the containers'
-//! writable layers. Walking a busy data root (or one writable layer with
-//! tens of thousands of files) takes far longer than a kubelet call may, so
-//! a background task measures once a minute, as containerd does for its
-//! snapshots, and calls answer from the last figures. Before the first walk
-//! has finished, ImageFsInfo answers with the filesystem's own counters.
+//! Disk usage of where Docker keeps images and writable layers, for
+//! ImageFsInfo and the containers' writable layers. Walking a busy data
+//! root (or one writable layer with tens of thousands of files) takes far
+//! longer than a kubelet call may, so a background task measures once a
+//! minute, as containerd does for its snapshots, and calls answer from the
+//! last figures. Before the first walk has finished, ImageFsInfo answers
+//! with the filesystem's own counters.
+//!
+//! With the graph drivers everything is under Docker's data root, and
+//! Docker names each writable layer (`GraphDriver.Data.UpperDir`). With
+//! the containerd image store, images and writable layers are containerd's
+//! snapshots: under the data root when Docker runs its own containerd,
+//! under containerd's root (`/var/lib/containerd`) when it uses the
+//! system's; Docker names no writable layer, so it is read from the
+//! container's root mount (`upperdir=` in its mountinfo), and containerd's
+//! root is learned from the same path.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -137,9 +147,24 @@ pub struct DataRootUsage {
 
 #[derive(Default)]
 struct Figures {
-    /// The whole data root at the last walk, and when.
+    /// Everything walked (the data root, and containerd's root when it is
+    /// elsewhere) at the last walk, and when.
     data_root: Option<(Usage, i64)>,
     writable_layers: HashMap<String, Usage>,
+    /// containerd's root, when the image store is containerd's and its
+    /// root is outside Docker's data root.
+    containerd_root: Option<PathBuf>,
+}
+
+/// Where images and writable layers are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageRoots {
+    /// Docker's data root.
+    pub data_root: PathBuf,
+    /// Images are containerd's snapshots (Docker's containerd image store).
+    pub containerd_store: bool,
+    /// containerd's root as far as known before a container runs.
+    pub containerd_root: Option<PathBuf>,
 }
 
 /// The last figures, and the task that refreshes them.
@@ -154,11 +179,18 @@ pub struct UsageMonitor {
 
 impl UsageMonitor {
     /// Starts the background walks; they stop when the store goes.
-    pub fn start(root: PathBuf, store: &Arc<NodeStore>) -> Self {
-        let figures: Arc<Mutex<Figures>> = Arc::default();
+    pub fn start(roots: StorageRoots, store: &Arc<NodeStore>) -> Self {
+        let figures: Arc<Mutex<Figures>> = Arc::new(Mutex::new(Figures {
+            containerd_root: roots
+                .containerd_root
+                .clone()
+                .filter(|r| !r.starts_with(&roots.data_root)),
+            ..Default::default()
+        }));
         let nudge: Arc<tokio::sync::Notify> = Arc::default();
+        let root = roots.data_root.clone();
         tokio::spawn(refresh_forever(
-            root.clone(),
+            roots,
             Arc::downgrade(store),
             figures.clone(),
             nudge.clone(),
@@ -175,14 +207,21 @@ impl UsageMonitor {
         }
     }
 
+    /// Where the images and writable layers are, as ImageFsInfo and the
+    /// stats name it: containerd's root when the images are there, else
+    /// Docker's data root.
+    pub fn image_root(&self) -> PathBuf {
+        self.figures
+            .lock()
+            .containerd_root
+            .clone()
+            .unwrap_or_else(|| self.root.clone())
+    }
+
     /// A container started: its writable layer is measured now, not at the
     /// next round.
     pub fn nudge(&self) {
         self.nudge.notify_one();
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// The data root's usage as last measured, or the filesystem's own
@@ -207,9 +246,13 @@ impl UsageMonitor {
                 estimated: false,
             });
         }
+        let root = figures
+            .containerd_root
+            .clone()
+            .unwrap_or_else(|| self.root.clone());
         drop(figures);
         Ok(DataRootUsage {
-            images: filesystem_used(&self.root)?,
+            images: filesystem_used(&root)?,
             containers: Usage::default(),
             at_ns: crate::time::system_now_ns(),
             estimated: true,
@@ -237,27 +280,61 @@ impl UsageMonitor {
     }
 }
 
-/// The writable layers (UpperDir) of the running containers.
+/// The writable layers of the running containers: where Docker names
+/// them (the graph drivers' `UpperDir`), else the `upperdir` of the
+/// container's root mount.
 fn writable_layers(store: &NodeStore) -> Vec<(String, PathBuf)> {
     store
         .all(Kind::Container)
         .into_iter()
         .filter(|r| r.phase == Phase::Running)
         .filter_map(|r| {
-            let upper = r
-                .inspect
-                .graph_driver
-                .as_ref()?
-                .data
-                .get("UpperDir")?
-                .clone();
-            Some((r.id.clone(), PathBuf::from(upper)))
+            if let Some(upper) = r.inspect.upper_dir() {
+                return Some((r.id.clone(), PathBuf::from(upper)));
+            }
+            let pid = r.running_pid()?;
+            let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+            Some((r.id.clone(), root_upper_dir(&mountinfo)?))
         })
         .collect()
 }
 
+/// The `upperdir` of the overlay mounted at `/` in a mountinfo text (a
+/// container's own): its writable layer.
+pub fn root_upper_dir(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if left.split(' ').nth(4)? != "/" {
+            return None;
+        }
+        let mut fields = right.split(' ');
+        if fields.next()? != "overlay" {
+            return None;
+        }
+        let options = fields.nth(1)?;
+        options
+            .split(',')
+            .find_map(|o| o.strip_prefix("upperdir="))
+            .map(|p| PathBuf::from(unescape_mount(p)))
+    })
+}
+
+/// containerd's root from a snapshot's path:
+/// `<root>/io.containerd.snapshotter.v1.<name>/snapshots/<n>/fs`.
+pub fn containerd_root_of(upper_dir: &Path) -> Option<PathBuf> {
+    let snapshot = upper_dir.parent()?;
+    let snapshots = snapshot.parent()?;
+    let snapshotter = snapshots.parent()?;
+    let is_snapshotter = snapshots.file_name()? == "snapshots"
+        && snapshotter
+            .file_name()?
+            .to_str()?
+            .starts_with("io.containerd.snapshotter.");
+    is_snapshotter.then(|| snapshotter.parent().map(Path::to_path_buf))?
+}
+
 async fn refresh_forever(
-    root: PathBuf,
+    roots: StorageRoots,
     store: Weak<NodeStore>,
     figures: Arc<Mutex<Figures>>,
     nudge: Arc<tokio::sync::Notify>,
@@ -267,11 +344,33 @@ async fn refresh_forever(
         let Some(live) = store.upgrade() else { return };
         let layers = writable_layers(&live);
         drop(live);
+        if roots.containerd_store {
+            // A container's snapshot says where containerd keeps them all.
+            let found = layers
+                .iter()
+                .find_map(|(_, upper)| containerd_root_of(upper))
+                .filter(|r| !r.starts_with(&roots.data_root));
+            if let Some(found) = found {
+                let mut figures = figures.lock();
+                if figures.containerd_root.as_ref() != Some(&found) {
+                    tracing::info!(root = %found.display(), "containerd keeps the images outside Docker's data root");
+                    figures.containerd_root = Some(found);
+                    data_root_due = tokio::time::Instant::now();
+                }
+            }
+        }
         let walk_root = tokio::time::Instant::now() >= data_root_due;
-        let root = root.clone();
+        let root = roots.data_root.clone();
+        let containerd_root = figures.lock().containerd_root.clone();
         let walked = tokio::task::spawn_blocking(move || {
             let total = if walk_root {
-                Some(measure(&root)?)
+                let mut total = measure(&root)?;
+                if let Some(other) = containerd_root.filter(|r| r.exists()) {
+                    let more = measure(&other)?;
+                    total.bytes += more.bytes;
+                    total.inodes += more.inodes;
+                }
+                Some(total)
             } else {
                 None
             };
@@ -318,6 +417,35 @@ mod tests {
             "root, a, sub, sub/b; the hard link is a's inode"
         );
         assert!(usage.bytes >= 64 * 1024, "{usage:?}");
+    }
+
+    #[test]
+    fn a_containers_writable_layer_from_its_root_mount() {
+        // A container of Docker 28.5 with the containerd image store.
+        let mountinfo = "77 52 0:40 / / rw,relatime master:3 - overlay overlay rw,lowerdir=/var/lib/docker/containerd/daemon/io.containerd.snapshotter.v1.overlayfs/snapshots/5/fs:/var/lib/docker/containerd/daemon/io.containerd.snapshotter.v1.overlayfs/snapshots/2/fs,upperdir=/var/lib/docker/containerd/daemon/io.containerd.snapshotter.v1.overlayfs/snapshots/6/fs,workdir=/var/lib/docker/containerd/daemon/io.containerd.snapshotter.v1.overlayfs/snapshots/6/work\n\
+            78 77 0:42 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw\n\
+            79 77 0:43 / /dev rw,nosuid - tmpfs tmpfs rw,size=65536k,mode=755\n";
+        let upper = root_upper_dir(mountinfo).unwrap();
+        assert_eq!(
+            upper,
+            Path::new(
+                "/var/lib/docker/containerd/daemon/io.containerd.snapshotter.v1.overlayfs/snapshots/6/fs"
+            )
+        );
+        assert_eq!(
+            containerd_root_of(&upper).unwrap(),
+            Path::new("/var/lib/docker/containerd/daemon")
+        );
+        // overlay2's layers are not containerd's.
+        assert_eq!(
+            containerd_root_of(Path::new("/var/lib/docker/overlay2/abc/diff")),
+            None
+        );
+        // A root that is not an overlay has no writable layer to name.
+        assert_eq!(
+            root_upper_dir("22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"),
+            None
+        );
     }
 
     #[test]

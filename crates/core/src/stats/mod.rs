@@ -245,7 +245,7 @@ impl DockerCri {
         Some(FilesystemUsage {
             timestamp,
             fs_id: Some(FilesystemIdentifier {
-                mountpoint: self.facts().root_dir.display().to_string(),
+                mountpoint: self.disk_usage.image_root().display().to_string(),
             }),
             used_bytes: uint(usage.bytes),
             inodes_used: uint(usage.inodes),
@@ -513,7 +513,7 @@ impl DockerCri {
 
 /// Whether the sandbox was created under a cgroup parent (the kubelet's
 /// per-pod cgroup).
-fn has_cgroup_parent(inspect: Option<&bollard::models::ContainerInspectResponse>) -> bool {
+fn has_cgroup_parent(inspect: Option<&cri_dockerd_engine::model::ContainerInspect>) -> bool {
     inspect
         .and_then(|i| i.host_config.as_ref())
         .and_then(|h| h.cgroup_parent.as_deref())

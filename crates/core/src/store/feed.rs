@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bollard::models::{EventMessage, EventMessageTypeEnum};
-use bollard::query_parameters::EventsOptions;
+use cri_dockerd_engine::model::{EventMessage, EventType};
 use futures::{FutureExt, StreamExt};
 
 use super::NodeStore;
@@ -55,8 +54,8 @@ enum Effect {
 fn effect_of(event: &EventMessage) -> Effect {
     let action = event.action.as_deref().unwrap_or_default();
     match event.typ {
-        Some(EventMessageTypeEnum::IMAGE) => Effect::ImagesChanged,
-        Some(EventMessageTypeEnum::CONTAINER) => {
+        Some(EventType::Image) => Effect::ImagesChanged,
+        Some(EventType::Container) => {
             let Some(actor) = event.actor.as_ref() else {
                 return Effect::Nothing;
             };
@@ -92,6 +91,12 @@ pub(super) async fn follow_forever(store: Weak<NodeStore>, mut since: String) {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
             let Some(live) = store.upgrade() else { return };
+            // The daemon may be another release now (upgraded in place, or
+            // rolled back): speak its version before asking anything.
+            if let Err(e) = live.engine.renegotiate().await {
+                tracing::warn!(error = %e, "Docker is back but cannot be served yet; retrying");
+                continue;
+            }
             since = docker_now_minus_margin();
             match live.relist().await {
                 Ok(()) => {
@@ -109,15 +114,12 @@ pub(super) async fn follow_forever(store: Weak<NodeStore>, mut since: String) {
 
 /// Applies events until the stream ends; why it ended.
 async fn follow(store: &NodeStore, since: &str) -> String {
-    let options = EventsOptions {
-        since: Some(since.to_string()),
-        until: None,
-        filters: Some(HashMap::from([(
-            "type".to_string(),
-            vec!["container".to_string(), "image".to_string()],
-        )])),
+    let filters = [("type", vec!["container".to_string(), "image".to_string()])];
+    let events = match store.engine.events(Some(since), None, &filters).await {
+        Ok(events) => events,
+        Err(e) => return e.to_string(),
     };
-    let mut events = store.docker.events(Some(options));
+    let mut events = std::pin::pin!(events);
     loop {
         let first = match events.next().await {
             Some(Ok(event)) => event,
@@ -171,9 +173,9 @@ async fn apply(store: &NodeStore, batch: &[EventMessage]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::EventActor;
+    use cri_dockerd_engine::model::EventActor;
 
-    fn event(typ: EventMessageTypeEnum, action: &str, ours: bool) -> EventMessage {
+    fn event(typ: EventType, action: &str, ours: bool) -> EventMessage {
         let mut attributes = HashMap::from([("name".to_string(), "x".to_string())]);
         if ours {
             attributes.insert(labels::CONTAINER_TYPE.into(), "container".into());
@@ -191,28 +193,29 @@ mod tests {
 
     #[test]
     fn only_state_events_of_ours_cost_an_inspect() {
-        use EventMessageTypeEnum::*;
+        use EventType::*;
         assert_eq!(
-            effect_of(&event(CONTAINER, "die", true)),
+            effect_of(&event(Container, "die", true)),
             Effect::Inspect("c1".into())
         );
         assert_eq!(
-            effect_of(&event(CONTAINER, "destroy", true)),
+            effect_of(&event(Container, "destroy", true)),
             Effect::Destroyed("c1".into())
         );
         assert_eq!(
-            effect_of(&event(CONTAINER, "health_status: healthy", true)),
+            effect_of(&event(Container, "health_status: healthy", true)),
             Effect::Inspect("c1".into())
         );
         assert_eq!(
-            effect_of(&event(CONTAINER, "exec_start: sh", true)),
+            effect_of(&event(Container, "exec_start: sh", true)),
             Effect::Nothing
         );
-        assert_eq!(effect_of(&event(CONTAINER, "die", false)), Effect::Nothing);
+        assert_eq!(effect_of(&event(Container, "die", false)), Effect::Nothing);
         assert_eq!(
-            effect_of(&event(IMAGE, "tag", false)),
+            effect_of(&event(Image, "tag", false)),
             Effect::ImagesChanged
         );
-        assert_eq!(effect_of(&event(NETWORK, "connect", true)), Effect::Nothing);
+        assert_eq!(effect_of(&event(Network, "connect", true)), Effect::Nothing);
+        assert_eq!(effect_of(&event(Unknown, "start", true)), Effect::Nothing);
     }
 }

@@ -24,9 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
-use bollard::Docker;
-use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
+use cri_dockerd_engine::Engine;
+use cri_dockerd_engine::model::ContainerInspect;
 use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
 
@@ -67,7 +66,7 @@ pub(crate) enum Found {
 }
 
 /// The pid of a container's main process while it runs.
-pub(crate) fn running_pid(inspect: &ContainerInspectResponse) -> Option<i64> {
+pub(crate) fn running_pid(inspect: &ContainerInspect) -> Option<i64> {
     let state = inspect.state.as_ref()?;
     (state.running == Some(true))
         .then_some(state.pid?)
@@ -94,7 +93,7 @@ pub(crate) struct Change {
 }
 
 pub(crate) struct NodeStore {
-    docker: Docker,
+    engine: Engine,
     records: RwLock<HashMap<String, Arc<Record>>>,
     /// Id -> the sequence number at which it was removed.
     tombstones: Mutex<HashMap<String, u64>>,
@@ -106,11 +105,11 @@ pub(crate) struct NodeStore {
 }
 
 impl NodeStore {
-    pub(crate) fn new(docker: Docker) -> Arc<Self> {
+    pub(crate) fn new(engine: Engine) -> Arc<Self> {
         let (synced, _) = watch::channel(false);
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
         Arc::new(Self {
-            docker,
+            engine,
             records: RwLock::default(),
             tombstones: Mutex::default(),
             seq: AtomicU64::new(1),
@@ -244,11 +243,7 @@ impl NodeStore {
     pub(crate) async fn find(&self, id: &str) -> Result<Found> {
         check_reference(id)?;
         let seq = self.ticket();
-        match self
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-        {
+        match self.engine.inspect_container(id, false).await {
             Ok(inspect) if !Record::is_ours(&inspect) => Ok(Found::NotOurs),
             Ok(inspect) => Ok(self.put(seq, inspect).map_or(Found::Gone, Found::Ours)),
             Err(e) if is_docker_not_found(&e) => {
@@ -263,7 +258,7 @@ impl NodeStore {
 
     /// Records an inspect asked for at `seq`; `None` when the container is
     /// not ours. A later-asked inspect already recorded wins.
-    pub(crate) fn put(&self, seq: u64, inspect: ContainerInspectResponse) -> Option<Arc<Record>> {
+    pub(crate) fn put(&self, seq: u64, inspect: ContainerInspect) -> Option<Arc<Record>> {
         let record = Arc::new(Record::from_inspect(inspect, seq)?);
         let mut changes = Vec::new();
         let kept = {
@@ -340,15 +335,8 @@ impl NodeStore {
     async fn relist(&self) -> Result<()> {
         let list_seq = self.ticket();
         let listed = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(HashMap::from([(
-                    "label".to_string(),
-                    vec![labels::CONTAINER_TYPE.to_string()],
-                )])),
-                ..Default::default()
-            }))
+            .engine
+            .list_containers(true, &[("label", vec![labels::CONTAINER_TYPE.to_string()])])
             .await
             .map_err(Error::docker("listing containers"))?;
         let ids: Vec<String> = listed.into_iter().filter_map(|c| c.id).collect();
@@ -379,15 +367,14 @@ impl NodeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ContainerConfig, ContainerState, ContainerStateStatusEnum};
+    use cri_dockerd_engine::model::{ContainerConfig, ContainerState, ContainerStatus};
 
-    fn docker() -> Docker {
-        // Never contacted: these tests only use the in-memory side.
-        Docker::connect_with_http("tcp://127.0.0.1:9", 1, bollard::API_DEFAULT_VERSION).unwrap()
+    fn docker() -> Engine {
+        crate::test_support::offline_engine()
     }
 
-    fn inspect(id: &str, running: bool, started: &str) -> ContainerInspectResponse {
-        ContainerInspectResponse {
+    fn inspect(id: &str, running: bool, started: &str) -> ContainerInspect {
+        ContainerInspect {
             id: Some(id.into()),
             name: Some(format!("/k8s_c_p_ns_{id}_0")),
             created: Some("2026-01-02T03:04:05Z".into()),
@@ -400,9 +387,9 @@ mod tests {
             }),
             state: Some(ContainerState {
                 status: Some(if running {
-                    ContainerStateStatusEnum::RUNNING
+                    ContainerStatus::Running
                 } else {
-                    ContainerStateStatusEnum::EXITED
+                    ContainerStatus::Exited
                 }),
                 running: Some(running),
                 started_at: Some(started.into()),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
+use cri_dockerd_engine::model::{ContainerInspect, ContainerStatus};
 
 use crate::labels;
 use crate::time::rfc3339_to_ns;
@@ -35,7 +35,7 @@ pub(crate) struct Record {
     pub phase: Phase,
     /// The sandbox a container belongs to; empty for sandboxes.
     pub sandbox_id: String,
-    pub inspect: ContainerInspectResponse,
+    pub inspect: ContainerInspect,
     /// When the inspect behind this record was asked for: a record is only
     /// replaced by one asked for later.
     pub(super) seq: u64,
@@ -45,7 +45,7 @@ static NO_LABELS: std::sync::LazyLock<HashMap<String, String>> =
     std::sync::LazyLock::new(HashMap::new);
 
 /// Docker's state as a phase, as `docker ps` summarises it.
-pub(crate) fn phase_of(inspect: &ContainerInspectResponse) -> Phase {
+pub(crate) fn phase_of(inspect: &ContainerInspect) -> Phase {
     let Some(state) = inspect.state.as_ref() else {
         return Phase::Other;
     };
@@ -53,8 +53,8 @@ pub(crate) fn phase_of(inspect: &ContainerInspectResponse) -> Phase {
         return Phase::Running;
     }
     match state.status {
-        Some(ContainerStateStatusEnum::CREATED) => Phase::Created,
-        Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD) => Phase::Exited,
+        Some(ContainerStatus::Created) => Phase::Created,
+        Some(ContainerStatus::Exited | ContainerStatus::Dead) => Phase::Exited,
         _ => Phase::Other,
     }
 }
@@ -62,11 +62,11 @@ pub(crate) fn phase_of(inspect: &ContainerInspectResponse) -> Phase {
 impl Record {
     /// `None` for a container that is not one of ours.
     /// Whether Docker's container carries our CRI type label.
-    pub(super) fn is_ours(inspect: &ContainerInspectResponse) -> bool {
+    pub(super) fn is_ours(inspect: &ContainerInspect) -> bool {
         Self::kind_of(inspect).is_some()
     }
 
-    fn kind_of(inspect: &ContainerInspectResponse) -> Option<Kind> {
+    fn kind_of(inspect: &ContainerInspect) -> Option<Kind> {
         let docker_labels = inspect.config.as_ref()?.labels.as_ref()?;
         match docker_labels
             .get(labels::CONTAINER_TYPE)
@@ -78,7 +78,7 @@ impl Record {
         }
     }
 
-    pub(super) fn from_inspect(inspect: ContainerInspectResponse, seq: u64) -> Option<Self> {
+    pub(super) fn from_inspect(inspect: ContainerInspect, seq: u64) -> Option<Self> {
         let id = inspect.id.clone()?;
         let kind = Self::kind_of(&inspect)?;
         let docker_labels = inspect.config.as_ref()?.labels.as_ref()?;
@@ -149,15 +149,15 @@ pub(crate) fn id_matches(id: &str, wanted: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ContainerConfig, ContainerState};
+    use cri_dockerd_engine::model::{ContainerConfig, ContainerState};
 
     pub(crate) fn inspect(
         id: &str,
         kind: &str,
-        status: ContainerStateStatusEnum,
+        status: ContainerStatus,
         running: bool,
-    ) -> ContainerInspectResponse {
-        ContainerInspectResponse {
+    ) -> ContainerInspect {
+        ContainerInspect {
             id: Some(id.into()),
             name: Some(format!("/k8s_c_p_ns_uid-{id}_0")),
             created: Some("2026-01-02T03:04:05.678Z".into()),
@@ -181,7 +181,7 @@ mod tests {
     #[test]
     fn records_of_ours_only() {
         let r = Record::from_inspect(
-            inspect("c1", "container", ContainerStateStatusEnum::RUNNING, true),
+            inspect("c1", "container", ContainerStatus::Running, true),
             7,
         )
         .unwrap();
@@ -192,7 +192,7 @@ mod tests {
         assert_eq!(r.created_seconds_ns() % 1_000_000_000, 0);
         assert!(r.created_ns > r.created_seconds_ns());
         let s = Record::from_inspect(
-            inspect("s1", "podsandbox", ContainerStateStatusEnum::EXITED, false),
+            inspect("s1", "podsandbox", ContainerStatus::Exited, false),
             1,
         )
         .unwrap();
@@ -201,11 +201,8 @@ mod tests {
             (Kind::Sandbox, Phase::Exited, "")
         );
         assert!(
-            Record::from_inspect(
-                inspect("x", "other", ContainerStateStatusEnum::RUNNING, true),
-                1
-            )
-            .is_none()
+            Record::from_inspect(inspect("x", "other", ContainerStatus::Running, true), 1)
+                .is_none()
         );
         assert!(r.matches_labels(&HashMap::from([("app".into(), "web".into())])));
         assert!(!r.matches_labels(&HashMap::from([("app".into(), "db".into())])));

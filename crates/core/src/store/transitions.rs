@@ -64,13 +64,13 @@ pub(crate) fn between(old: Option<&Record>, new: Option<&Record>) -> Vec<Transit
 mod tests {
     use super::*;
     use Transition::*;
-    use bollard::models::{
-        ContainerConfig, ContainerInspectResponse, ContainerState, ContainerStateStatusEnum,
+    use cri_dockerd_engine::model::{
+        ContainerConfig, ContainerInspect, ContainerState, ContainerStatus,
     };
     use std::collections::HashMap;
 
-    fn record(status: ContainerStateStatusEnum, started: &str) -> Record {
-        let inspect = ContainerInspectResponse {
+    fn record(status: ContainerStatus, started: &str) -> Record {
+        let inspect = ContainerInspect {
             id: Some("c".into()),
             config: Some(ContainerConfig {
                 labels: Some(HashMap::from([(
@@ -80,7 +80,7 @@ mod tests {
                 ..Default::default()
             }),
             state: Some(ContainerState {
-                running: Some(status == ContainerStateStatusEnum::RUNNING),
+                running: Some(status == ContainerStatus::Running),
                 status: Some(status),
                 started_at: Some(started.into()),
                 ..Default::default()
@@ -96,10 +96,9 @@ mod tests {
 
     #[test]
     fn lifecycle_steps() {
-        use ContainerStateStatusEnum::*;
-        let created = record(CREATED, ZERO);
-        let running = record(RUNNING, T1);
-        let exited = record(EXITED, T1);
+        let created = record(ContainerStatus::Created, ZERO);
+        let running = record(ContainerStatus::Running, T1);
+        let exited = record(ContainerStatus::Exited, T1);
         assert_eq!(between(None, Some(&created)), vec![Created]);
         assert_eq!(between(Some(&created), Some(&running)), vec![Started]);
         assert_eq!(between(Some(&running), Some(&exited)), vec![Stopped]);
@@ -110,34 +109,42 @@ mod tests {
 
     #[test]
     fn steps_missed_in_between_are_filled_in() {
-        use ContainerStateStatusEnum::*;
         assert_eq!(
-            between(None, Some(&record(RUNNING, T1))),
+            between(None, Some(&record(ContainerStatus::Running, T1))),
             vec![Created, Started]
         );
         assert_eq!(
-            between(None, Some(&record(EXITED, T1))),
+            between(None, Some(&record(ContainerStatus::Exited, T1))),
             vec![Created, Started, Stopped]
         );
         assert_eq!(
-            between(None, Some(&record(EXITED, ZERO))),
+            between(None, Some(&record(ContainerStatus::Exited, ZERO))),
             vec![Created, Stopped]
         );
         assert_eq!(
-            between(Some(&record(CREATED, ZERO)), Some(&record(EXITED, T1))),
+            between(
+                Some(&record(ContainerStatus::Created, ZERO)),
+                Some(&record(ContainerStatus::Exited, T1))
+            ),
             vec![Started, Stopped]
         );
         assert_eq!(
-            between(Some(&record(RUNNING, T1)), None),
+            between(Some(&record(ContainerStatus::Running, T1)), None),
             vec![Stopped, Deleted]
         );
         // Restarted behind our back between two looks.
         assert_eq!(
-            between(Some(&record(RUNNING, T1)), Some(&record(RUNNING, T2))),
+            between(
+                Some(&record(ContainerStatus::Running, T1)),
+                Some(&record(ContainerStatus::Running, T2))
+            ),
             vec![Stopped, Started]
         );
         assert_eq!(
-            between(Some(&record(EXITED, T1)), Some(&record(RUNNING, T2))),
+            between(
+                Some(&record(ContainerStatus::Exited, T1)),
+                Some(&record(ContainerStatus::Running, T2))
+            ),
             vec![Started]
         );
     }

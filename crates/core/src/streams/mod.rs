@@ -3,16 +3,13 @@
 //! pod's network namespace.
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::Docker;
 use bollard::exec::CreateExecOptions;
-use bollard::query_parameters::{
-    InspectContainerOptions, ResizeContainerTTYOptions, ResizeExecOptions,
-};
+use bollard::query_parameters::{ResizeContainerTTYOptions, ResizeExecOptions};
 use bytes::Bytes;
+use cri_dockerd_engine::Engine;
 use cri_dockerd_streaming::{
     AttachParams, Backend, ExecParams, Outcome, StreamIo, TerminalSize, backend::Writer,
 };
@@ -25,53 +22,26 @@ use tokio::sync::mpsc;
 use crate::container::exec::kill_process_tree;
 use crate::store::running_pid;
 
-/// Where the Docker API listens, for connections bollard cannot hijack.
-#[derive(Debug, Clone)]
-pub enum DockerEndpoint {
-    Unix(PathBuf),
-    Tcp(String),
-}
-
-impl DockerEndpoint {
-    pub fn parse(endpoint: &str) -> Option<Self> {
-        if let Some(path) = endpoint.strip_prefix("unix://") {
-            Some(DockerEndpoint::Unix(PathBuf::from(path)))
-        } else if let Some(addr) = endpoint
-            .strip_prefix("tcp://")
-            .or_else(|| endpoint.strip_prefix("http://"))
-        {
-            Some(DockerEndpoint::Tcp(addr.to_string()))
-        } else if endpoint.starts_with('/') {
-            Some(DockerEndpoint::Unix(PathBuf::from(endpoint)))
-        } else {
-            None
-        }
-    }
-}
+pub use cri_dockerd_engine::DockerEndpoint;
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 #[derive(Clone)]
 pub struct DockerStreams {
-    docker: Docker,
-    endpoint: DockerEndpoint,
+    engine: Engine,
 }
 
 impl DockerStreams {
-    pub fn new(docker: Docker, endpoint: DockerEndpoint) -> Self {
-        Self { docker, endpoint }
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
     }
 
     /// POSTs to the Docker API with `Upgrade: tcp` and returns the raw,
     /// bidirectional connection Docker hands over (stdin in, output out).
     async fn hijack(&self, path: &str, body: serde_json::Value) -> io::Result<Box<dyn Io>> {
-        let version = self.docker.client_version();
-        let uri = format!(
-            "/v{}.{}{path}",
-            version.major_version, version.minor_version
-        );
-        let io: Box<dyn Io> = match &self.endpoint {
+        let uri = format!("/v{}{path}", self.engine.api_version());
+        let io: Box<dyn Io> = match self.engine.endpoint() {
             DockerEndpoint::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
             DockerEndpoint::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await?),
         };
@@ -194,7 +164,8 @@ where
 impl DockerStreams {
     async fn run_exec(&self, params: ExecParams, io: StreamIo) -> Outcome {
         let created = self
-            .docker
+            .engine
+            .api()
             .create_exec(
                 &params.container_id,
                 CreateExecOptions::<String> {
@@ -222,7 +193,7 @@ impl DockerStreams {
             Err(e) => return Outcome::Failed(format!("starting the exec: {e}")),
         };
         let (read_half, write_half) = tokio::io::split(conn);
-        let docker = self.docker.clone();
+        let docker = self.engine.api();
         let resize_id = exec_id.clone();
         let resizes = pump_resizes(io.resize, move |size| {
             let docker = docker.clone();
@@ -253,7 +224,7 @@ impl DockerStreams {
         if let Err(e) = finished {
             // The client went away mid-stream: nothing is left running for it.
             tracing::debug!(exec_id, error = %e, "exec client disconnected; killing the command");
-            if let Ok(inspect) = self.docker.inspect_exec(&exec_id).await
+            if let Ok(inspect) = self.engine.inspect_exec(&exec_id).await
                 && let Some(pid) = inspect
                     .pid
                     .filter(|p| *p > 0 && inspect.running == Some(true))
@@ -263,7 +234,7 @@ impl DockerStreams {
             return Outcome::Failed(format!("stream error: {e}"));
         }
         for _ in 0..100 {
-            match self.docker.inspect_exec(&exec_id).await {
+            match self.engine.inspect_exec(&exec_id).await {
                 Ok(i) if i.running != Some(true) => {
                     return match i.exit_code.unwrap_or(0) {
                         0 => Outcome::Success,
@@ -287,7 +258,7 @@ impl DockerStreams {
             Err(e) => return Outcome::Failed(format!("attaching: {e}")),
         };
         let (read_half, write_half) = tokio::io::split(conn);
-        let docker = self.docker.clone();
+        let docker = self.engine.api();
         let id = params.container_id.clone();
         let resizes = pump_resizes(io.resize, move |size| {
             let docker = docker.clone();
@@ -319,8 +290,8 @@ impl DockerStreams {
 
     async fn connect(&self, sandbox_id: String, port: u16) -> io::Result<tokio::net::TcpStream> {
         let inspect = self
-            .docker
-            .inspect_container(&sandbox_id, None::<InspectContainerOptions>)
+            .engine
+            .inspect_container(&sandbox_id, false)
             .await
             .map_err(|e| {
                 io::Error::new(
@@ -387,8 +358,8 @@ impl Backend for DockerStreams {
 }
 
 /// The backend behind the trait object the server takes.
-pub fn backend(docker: Docker, endpoint: DockerEndpoint) -> Arc<dyn Backend> {
-    Arc::new(DockerStreams::new(docker, endpoint))
+pub fn backend(engine: Engine) -> Arc<dyn Backend> {
+    Arc::new(DockerStreams::new(engine))
 }
 
 /// The Exec, Attach and PortForward RPCs: check the request, return a URL.
@@ -530,18 +501,5 @@ mod tests {
         err_r.read_to_end(&mut err).await.unwrap();
         assert_eq!(out, b"outmore");
         assert_eq!(err, b"err");
-    }
-
-    #[test]
-    fn endpoints() {
-        assert!(matches!(
-            DockerEndpoint::parse("unix:///var/run/docker.sock"),
-            Some(DockerEndpoint::Unix(_))
-        ));
-        assert!(matches!(
-            DockerEndpoint::parse("tcp://127.0.0.1:2375"),
-            Some(DockerEndpoint::Tcp(_))
-        ));
-        assert!(DockerEndpoint::parse("npipe:////./pipe/docker").is_none());
     }
 }

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::facts::CgroupDriver;
 use crate::labels;
 use crate::naming;
+use cri_dockerd_engine::api_version::{self, ApiVersion};
 
 /// Docker keeps its own copy of the logs bounded; the CRI log file is ours.
 pub const DOCKER_LOG_MAX_SIZE: &str = "10m";
@@ -31,9 +32,8 @@ pub struct ContainerOptions<'a> {
     /// The sandbox's Docker runtime.
     pub runtime: Option<&'a str>,
     pub read_file: &'a (dyn Fn(&str) -> std::io::Result<Vec<u8>> + Sync),
-    /// The daemon's API version: recursive read-only mounts need 1.44,
-    /// image volumes 1.48.
-    pub docker_api: (usize, usize),
+    /// What the daemon makes of mounts.
+    pub mounts: MountSupport,
     /// Capabilities this machine can grant, when it cannot grant all.
     pub grantable_capabilities: Option<&'a [&'static str]>,
 }
@@ -80,18 +80,59 @@ fn bind_string(m: &cri_dockerd_api::v1::Mount) -> String {
     }
 }
 
-/// Docker API versions that brought what some mounts need.
-const RECURSIVE_READ_ONLY_API: (usize, usize) = (1, 44);
-const IMAGE_MOUNT_API: (usize, usize) = (1, 48);
+/// What the daemon makes of the mounts of one container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountSupport {
+    /// The API version spoken with the daemon.
+    pub api: ApiVersion,
+    /// Recursively read-only mounts work for this container's runtime (API
+    /// 1.44, kernel 5.12, a runtime that knows `rro`).
+    pub recursive_read_only: bool,
+}
 
-/// Binds in cri-dockerd's `host:container[:ro,Z,rshared]` form; recursive
-/// read-only binds and image volumes need the Mounts API (Docker API 1.44
-/// and 1.48).
+fn bind_propagation(m: &cri_dockerd_api::v1::Mount) -> MountBindOptionsPropagationEnum {
+    match MountPropagation::try_from(m.propagation) {
+        Ok(MountPropagation::PropagationBidirectional) => MountBindOptionsPropagationEnum::RSHARED,
+        Ok(MountPropagation::PropagationHostToContainer) => MountBindOptionsPropagationEnum::RSLAVE,
+        _ => MountBindOptionsPropagationEnum::RPRIVATE,
+    }
+}
+
+/// A bind through Docker's Mounts API. `CreateMountpoint` keeps what the
+/// `Binds` form does for a missing host path: Docker creates it.
+fn api_bind(m: &cri_dockerd_api::v1::Mount, options: MountBindOptions) -> Mount {
+    Mount {
+        target: Some(m.container_path.clone()),
+        source: Some(m.host_path.clone()),
+        typ: Some(MountType::BIND),
+        read_only: Some(m.readonly),
+        bind_options: Some(MountBindOptions {
+            propagation: Some(bind_propagation(m)),
+            create_mountpoint: Some(true),
+            ..options
+        }),
+        ..Default::default()
+    }
+}
+
+/// The CRI's mounts as Docker takes them: binds in cri-dockerd's
+/// `host:container[:ro,Z,rshared]` form where that means what the CRI
+/// asks, the Mounts API where it would not.
+///
+/// - From API 1.44 Docker makes a plain read-only bind recursively
+///   read-only (kernel 5.12+), so read-only sub-mounts of the host path
+///   (a volume under a read-only hostPath) would turn read-only too. The
+///   CRI's `readonly` is not recursive: such binds go through the Mounts
+///   API with `ReadOnlyNonRecursive`. The Mounts API has no SELinux
+///   relabel, so a read-only bind that asks for one keeps the `Binds` form
+///   (and Docker's default).
+/// - `recursive_read_only` needs a read-only, private mount (the CRI
+///   says so) and a daemon that can make it (`support`).
+/// - Image volumes need API 1.48.
 pub fn mounts(
     config: &ContainerConfig,
-    docker_api: (usize, usize),
+    support: MountSupport,
 ) -> Result<(Vec<String>, Vec<Mount>)> {
-    let supports_rro = docker_api >= RECURSIVE_READ_ONLY_API;
     let mut binds = Vec::new();
     let mut api_mounts = Vec::new();
     for m in &config.mounts {
@@ -101,10 +142,12 @@ pub fn mounts(
             ));
         }
         if let Some(image) = m.image.as_ref().filter(|i| !i.image.is_empty()) {
-            if docker_api < IMAGE_MOUNT_API {
+            if support.api < api_version::IMAGE_MOUNTS {
                 return Err(Error::FailedPrecondition(format!(
-                    "image volume {} needs Docker Engine 28 (API 1.48) or later; this daemon speaks API {}.{}",
-                    m.container_path, docker_api.0, docker_api.1
+                    "image volume {} needs Docker Engine 28 (API {}) or later; this daemon speaks API {}",
+                    m.container_path,
+                    api_version::IMAGE_MOUNTS,
+                    support.api
                 )));
             }
             api_mounts.push(Mount {
@@ -137,34 +180,39 @@ pub fn mounts(
                     m.container_path
                 )));
             }
-            if !supports_rro {
+            if !matches!(
+                MountPropagation::try_from(m.propagation),
+                Ok(MountPropagation::PropagationPrivate)
+            ) {
                 return Err(Error::InvalidArgument(format!(
-                    "recursive read-only mount {} needs Docker API 1.44 or later",
+                    "recursive read-only mount {} must have private propagation",
                     m.container_path
                 )));
             }
-            let propagation = match MountPropagation::try_from(m.propagation) {
-                Ok(MountPropagation::PropagationBidirectional) => {
-                    MountBindOptionsPropagationEnum::RSHARED
-                }
-                Ok(MountPropagation::PropagationHostToContainer) => {
-                    MountBindOptionsPropagationEnum::RSLAVE
-                }
-                _ => MountBindOptionsPropagationEnum::RPRIVATE,
-            };
-            api_mounts.push(Mount {
-                target: Some(m.container_path.clone()),
-                source: Some(m.host_path.clone()),
-                typ: Some(MountType::BIND),
-                read_only: Some(true),
-                consistency: None,
-                bind_options: Some(MountBindOptions {
-                    propagation: Some(propagation),
+            if !support.recursive_read_only {
+                return Err(Error::FailedPrecondition(format!(
+                    "recursive read-only mount {}: this node cannot make one (it needs Docker API {} or later, a kernel of 5.12 or later and a runtime that supports rro; see the runtime handler's recursive_read_only_mounts in Status)",
+                    m.container_path,
+                    api_version::RECURSIVE_READ_ONLY
+                )));
+            }
+            api_mounts.push(api_bind(
+                m,
+                MountBindOptions {
                     read_only_force_recursive: Some(true),
                     ..Default::default()
-                }),
-                ..Default::default()
-            });
+                },
+            ));
+            continue;
+        }
+        if m.readonly && !m.selinux_relabel && support.api >= api_version::RECURSIVE_READ_ONLY {
+            api_mounts.push(api_bind(
+                m,
+                MountBindOptions {
+                    read_only_non_recursive: Some(true),
+                    ..Default::default()
+                },
+            ));
             continue;
         }
         binds.push(bind_string(m));
@@ -285,7 +333,7 @@ pub fn create_body(
     docker_labels.insert(labels::CONTAINER_LOG_PATH.into(), log_path(config, sandbox));
     docker_labels.insert(labels::SANDBOX_ID.into(), options.sandbox_id.into());
 
-    let (binds, api_mounts) = mounts(config, options.docker_api)?;
+    let (binds, api_mounts) = mounts(config, options.mounts)?;
     let mut host = HostConfig {
         binds: Some(binds),
         mounts: (!api_mounts.is_empty()).then_some(api_mounts),
@@ -451,7 +499,10 @@ mod tests {
             clamp_oom_score_adj: &|v| v,
             runtime: None,
             read_file: &|_| Err(std::io::ErrorKind::NotFound.into()),
-            docker_api: (1, 41),
+            mounts: MountSupport {
+                api: ApiVersion::new(1, 41),
+                recursive_read_only: false,
+            },
             grantable_capabilities: None,
         }
     }
@@ -597,7 +648,7 @@ mod tests {
             image_sub_path: "share/data".into(),
             ..Default::default()
         }];
-        let (binds, api) = mounts(&config, (1, 48)).unwrap();
+        let (binds, api) = mounts(&config, support(1, 48, false)).unwrap();
         assert!(binds.is_empty());
         assert_eq!(api.len(), 1);
         assert_eq!(api[0].typ, Some(MountType::IMAGE));
@@ -608,7 +659,9 @@ mod tests {
             api[0].image_options.as_ref().unwrap().subpath.as_deref(),
             Some("share/data")
         );
-        let err = mounts(&config, (1, 41)).unwrap_err().to_string();
+        let err = mounts(&config, support(1, 41, false)).unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
+        let err = err.to_string();
         assert!(
             err.contains("Docker Engine 28 (API 1.48)") && err.contains("API 1.41"),
             "{err}"
@@ -669,25 +722,93 @@ mod tests {
             body(&c).host_config.unwrap().binds.unwrap(),
             vec!["/a:/c/a", "/b:/c/b:ro,Z,rslave", "/c:/c/c:rshared"]
         );
-        let mut rro = mount("/r", true, false, MountPropagation::PropagationPrivate);
+    }
+
+    fn support(major: u16, minor: u16, rro: bool) -> MountSupport {
+        MountSupport {
+            api: ApiVersion::new(major, minor),
+            recursive_read_only: rro,
+        }
+    }
+
+    fn bind(host: &str, ro: bool, p: MountPropagation) -> cri_dockerd_api::v1::Mount {
+        cri_dockerd_api::v1::Mount {
+            container_path: format!("/c{host}"),
+            host_path: host.into(),
+            readonly: ro,
+            propagation: p as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn read_only_binds_stay_non_recursive_on_docker_25_and_later() {
+        let mut c = ctr();
+        let mut relabelled = bind("/z", true, MountPropagation::PropagationPrivate);
+        relabelled.selinux_relabel = true;
+        c.mounts = vec![
+            bind("/a", false, MountPropagation::PropagationPrivate),
+            bind("/ro", true, MountPropagation::PropagationHostToContainer),
+            relabelled,
+        ];
+        // API 1.41: Docker's read-only binds are not recursive.
+        let (binds, api) = mounts(&c, support(1, 41, false)).unwrap();
+        assert_eq!(
+            binds,
+            vec!["/a:/c/a", "/ro:/c/ro:ro,rslave", "/z:/c/z:ro,Z"]
+        );
+        assert!(api.is_empty());
+        // API 1.44+: a plain read-only bind asks for ReadOnlyNonRecursive.
+        let (binds, api) = mounts(&c, support(1, 51, true)).unwrap();
+        assert_eq!(binds, vec!["/a:/c/a", "/z:/c/z:ro,Z"]);
+        assert_eq!(api.len(), 1);
+        let m = &api[0];
+        assert_eq!(m.typ, Some(MountType::BIND));
+        assert_eq!(m.source.as_deref(), Some("/ro"));
+        assert_eq!(m.target.as_deref(), Some("/c/ro"));
+        assert_eq!(m.read_only, Some(true));
+        let o = m.bind_options.as_ref().unwrap();
+        assert_eq!(o.read_only_non_recursive, Some(true));
+        assert_eq!(o.read_only_force_recursive, None);
+        assert_eq!(o.create_mountpoint, Some(true));
+        assert_eq!(o.propagation, Some(MountBindOptionsPropagationEnum::RSLAVE));
+    }
+
+    #[test]
+    fn recursive_read_only_mounts_are_checked_and_forced() {
+        let mut c = ctr();
+        let mut rro = bind("/r", true, MountPropagation::PropagationPrivate);
         rro.recursive_read_only = true;
-        c.mounts = vec![rro];
+        c.mounts = vec![rro.clone()];
+        // A node that cannot make one says so.
+        let err = mounts(&c, support(1, 51, false)).unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
+        let (binds, api) = mounts(&c, support(1, 51, true)).unwrap();
+        assert!(binds.is_empty());
+        let o = api[0].bind_options.as_ref().unwrap();
+        assert_eq!(o.read_only_force_recursive, Some(true));
+        assert_eq!(
+            o.propagation,
+            Some(MountBindOptionsPropagationEnum::RPRIVATE)
+        );
+        // The CRI: recursive read-only must be read-only and private.
+        for propagation in [
+            MountPropagation::PropagationHostToContainer,
+            MountPropagation::PropagationBidirectional,
+        ] {
+            let mut m = rro.clone();
+            m.propagation = propagation as i32;
+            c.mounts = vec![m];
+            let err = mounts(&c, support(1, 51, true)).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        }
+        let mut m = rro.clone();
+        m.readonly = false;
+        c.mounts = vec![m];
         assert!(matches!(
-            create_body(&c, &pod_ports(), "i", &options()),
+            mounts(&c, support(1, 51, true)),
             Err(Error::InvalidArgument(_))
         ));
-        let mut opts = options();
-        opts.docker_api = (1, 44);
-        let host = create_body(&c, &pod_ports(), "i", &opts)
-            .unwrap()
-            .1
-            .host_config
-            .unwrap();
-        let m = &host.mounts.unwrap()[0];
-        assert_eq!(
-            m.bind_options.as_ref().unwrap().read_only_force_recursive,
-            Some(true)
-        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! bollard's requests, sent by our own hyper client so that each one is
-//! timed and counted by operation (metrics) and added to the steps of the
-//! CRI request it serves. bollard offers no hook around its built-in
-//! transports; its custom transport is the one place every call passes.
+//! Every request to Docker, bollard's and the shim's own reads, is sent by
+//! our own hyper client, so that each one is timed and counted by operation
+//! (metrics) and added to the steps of the CRI request it serves. bollard
+//! offers no hook around its built-in transports; its custom transport is
+//! the one place every call passes.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -19,21 +20,25 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::UnixStream;
 
-use super::operation::operation;
+use crate::endpoint::DockerEndpoint;
+use crate::operation::operation;
 
-type Answer = Result<http::Response<Incoming>, bollard::errors::Error>;
-type Sending = Pin<Box<dyn Future<Output = Answer> + Send>>;
+pub(crate) type Answer = Result<http::Response<Incoming>, bollard::errors::Error>;
+pub(crate) type Sending = Pin<Box<dyn Future<Output = Answer> + Send>>;
+/// Sends one request: bollard's (as its custom transport) and the shim's
+/// own reads alike.
+pub(crate) type Transport = Arc<dyn Fn(BollardRequest) -> Sending + Send + Sync>;
 
-/// A transport bollard calls for each request.
-pub fn unix(path: &Path) -> impl Fn(BollardRequest) -> Sending + Send + Sync + 'static {
-    timed(UnixConnector(Arc::from(path)))
-}
-
-/// The same over TCP (`tcp://host:port`, plain HTTP).
-pub fn tcp() -> impl Fn(BollardRequest) -> Sending + Send + Sync + 'static {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    timed(connector)
+/// The transport for an endpoint.
+pub(crate) fn for_endpoint(endpoint: &DockerEndpoint) -> Transport {
+    match endpoint {
+        DockerEndpoint::Unix(path) => Arc::new(timed(UnixConnector(Arc::from(path.as_path())))),
+        DockerEndpoint::Tcp(_) => {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            Arc::new(timed(connector))
+        }
+    }
 }
 
 fn timed<C>(connector: C) -> impl Fn(BollardRequest) -> Sending + Send + Sync + 'static
