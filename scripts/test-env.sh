@@ -185,6 +185,101 @@ fi
 log "docker $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')," \
     "cgroup driver $(docker info --format '{{.CgroupDriver}}')"
 
+# --- the engines of the matrix ----------------------------------------------
+# `make test` runs the suite against Docker Engines people run today, next
+# to the machine's own daemon: Debian's trixie (docker.io 26.1, API 1.45,
+# containerd 1.7) and sid (docker.io 28.5, API 1.51, containerd 2.1), the
+# latter twice: with the graph driver and with the containerd image store
+# (Docker 29's default for new installs). Their dockerd, docker-proxy,
+# containerd and containerd shim are unpacked from Debian's packages into
+# the state directory (nothing is installed; the machine's Docker is left
+# alone); they run on Debian 12's glibc with the machine's runc. Each
+# engine gets its own socket, data root, exec root (so its own containerd),
+# config and bridge, no iptables rules, and the cgroupfs driver, like the
+# machine's daemon here. CRID_TEST_ENGINES chooses which (empty: none).
+engines=${CRID_TEST_ENGINES-26.1 28.5 28.5-containerd}
+engine_suite() {
+  case $1 in
+    26.1) echo trixie ;;
+    28.5|28.5-containerd) echo sid ;;
+    *) die "unknown engine $1 (known: 26.1 28.5 28.5-containerd)" ;;
+  esac
+}
+engine_index() {
+  case $1 in 26.1) echo 1 ;; 28.5) echo 2 ;; 28.5-containerd) echo 3 ;; esac
+}
+
+# unpack_suite SUITE DIR: Debian SUITE's docker.io and containerd binaries
+# into DIR (once; the versions are recorded next to them).
+unpack_suite() {
+  local suite=$1 bin=$2 tmp
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  local opts=(-o "Dir::Etc::sourcelist=$tmp/sources.list" -o Dir::Etc::sourceparts=-
+              -o "Dir::State::Lists=$tmp/lists" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+              -o APT::Sandbox::User=root)
+  mkdir -p "$tmp/lists/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" \
+    >"$tmp/sources.list"
+  apt-get "${opts[@]}" update -qq
+  (cd "$tmp" && apt-get "${opts[@]}" download docker.io containerd >/dev/null)
+  for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$tmp/x"; done
+  mkdir -p "$bin"
+  install -m 0755 "$tmp/x/usr/sbin/dockerd" "$tmp/x/usr/sbin/docker-proxy" \
+    "$tmp/x/usr/bin/containerd" "$tmp/x/usr/bin/containerd-shim-runc-v2" "$bin/"
+  (cd "$tmp" && ls ./*.deb) >"$bin/../packages"
+  rm -rf "$tmp"
+}
+
+start_engine() {
+  local name=$1 suite index dir bin sock
+  suite=$(engine_suite "$name"); index=$(engine_index "$name")
+  dir=$state/engines/$name; bin=$dir/bin; sock=$dir/docker.sock
+  if [ ! -x "$bin/dockerd" ]; then
+    log "unpacking Debian $suite's docker.io and containerd for engine $name"
+    if [ -x "$state/engines/.$suite/bin/dockerd" ]; then
+      mkdir -p "$bin"; cp -a "$state/engines/.$suite/bin/." "$bin/"
+      cp "$state/engines/.$suite/packages" "$dir/packages"
+    else
+      unpack_suite "$suite" "$state/engines/.$suite/bin"
+      mkdir -p "$bin"; cp -a "$state/engines/.$suite/bin/." "$bin/"
+      cp "$state/engines/.$suite/packages" "$dir/packages"
+    fi
+  fi
+  local config='{}'
+  [ "$name" = 28.5-containerd ] && config='{"features": {"containerd-snapshotter": true}}'
+  if [ "$register_wrapper" = 1 ]; then
+    config=$(jq --arg p "$here/runc-bounded" '.runtimes["runc-bounded"] = {path: $p}' <<<"$config")
+  fi
+  if curl -s -o /dev/null --unix-socket "$sock" http://docker/_ping 2>/dev/null &&
+     [ "$(cat "$dir/daemon.json" 2>/dev/null)" = "$config" ]; then
+    log "engine $name already answers on $sock"; return
+  fi
+  if [ -s "$dir/docker.pid" ] && kill -0 "$(cat "$dir/docker.pid")" 2>/dev/null; then
+    kill "$(cat "$dir/docker.pid")"
+    for _ in $(seq 1 60); do kill -0 "$(cat "$dir/docker.pid")" 2>/dev/null || break; sleep 0.5; done
+  fi
+  printf '%s' "$config" >"$dir/daemon.json"
+  local bridge=crid-engine$index
+  if ! ip link show "$bridge" >/dev/null 2>&1; then
+    ip link add "$bridge" type bridge
+    ip addr add "10.79.$index.1/24" dev "$bridge"
+    ip link set "$bridge" up
+  fi
+  PATH="$bin:$PATH" nohup "$bin/dockerd" --host="unix://$sock" --data-root="$dir/data" \
+    --exec-root="/run/crid-engine$index" --pidfile="$dir/docker.pid" \
+    --config-file="$dir/daemon.json" --bridge="$bridge" --iptables=false --ip-masq=false \
+    --exec-opt native.cgroupdriver=cgroupfs >>"$dir/dockerd.log" 2>&1 &
+  for _ in $(seq 1 120); do
+    curl -s -o /dev/null --unix-socket "$sock" http://docker/_ping 2>/dev/null && break; sleep 0.5
+  done
+  curl -s -o /dev/null --unix-socket "$sock" http://docker/_ping 2>/dev/null ||
+    { tail -20 "$dir/dockerd.log" >&2; die "engine $name did not come up"; }
+  log "engine $name: docker $(DOCKER_HOST="unix://$sock" docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')," \
+      "storage $(DOCKER_HOST="unix://$sock" docker info --format '{{.Driver}}{{range .DriverStatus}}{{if eq (index . 0) "driver-type"}} ({{index . 1}}){{end}}{{end}}')"
+}
+for engine in $engines; do start_engine "$engine"; done
+
 # --- registries -----------------------------------------------------------
 start_registry() {
   local name=$1 port=$2 auth=$3

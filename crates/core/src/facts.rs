@@ -31,6 +31,9 @@ pub struct DockerFacts {
     pub experimental: bool,
     /// The kernel Docker runs on, `(major, minor)`, when it says.
     pub kernel: Option<(u32, u32)>,
+    /// Docker labels containers for SELinux (`dockerd --selinux-enabled`):
+    /// only then does a bind's relabel (`:Z`) do anything.
+    pub selinux: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +135,11 @@ impl DockerFacts {
                 .unwrap_or_else(|| "runc".into()),
             experimental: info.experimental_build.unwrap_or(false),
             kernel: info.kernel_version.as_deref().and_then(kernel_version),
+            selinux: info
+                .security_options
+                .iter()
+                .flatten()
+                .any(|o| o.split(',').any(|part| part == "name=selinux")),
         }
     }
 
@@ -294,6 +302,13 @@ mod tests {
         assert!(facts.cgroup_v2);
         assert_eq!(facts.root_dir, PathBuf::from("/data/docker"));
         assert_eq!(facts.default_runtime, "runc");
+
+        assert!(!facts.selinux);
+        let selinux = DockerFacts::from_answers(
+            &info(r#"{"SecurityOptions": ["name=seccomp,profile=builtin", "name=selinux"]}"#),
+            &version((1, 51)),
+        );
+        assert!(selinux.selinux);
 
         let facts = DockerFacts::from_answers(&info("{}"), &version((1, 41)));
         assert_eq!(facts.image_store, ImageStore::GraphDriver(String::new()));

@@ -16,11 +16,17 @@ pub const ANNOTATION_PREFIX: &str = "annotation.";
 /// applied to the container's cgroup once it runs. Ours, not cri-dockerd's.
 pub const EXTRA_RESOURCES: &str = "io.kubernetes.cri-dockerd-rs.extra-resources";
 
-const INTERNAL_KEYS: [&str; 4] = [
+/// The images of a container's image volumes as the CRI named them, by
+/// container path (JSON): Docker's record may name one by its ID (see
+/// `translate::container::mounts`). Ours, not cri-dockerd's.
+pub const IMAGE_VOLUMES: &str = "io.kubernetes.cri-dockerd-rs.image-volumes";
+
+const INTERNAL_KEYS: [&str; 5] = [
     CONTAINER_TYPE,
     CONTAINER_LOG_PATH,
     SANDBOX_ID,
     EXTRA_RESOURCES,
+    IMAGE_VOLUMES,
 ];
 
 /// Merges CRI labels and annotations into one Docker label map (Docker has no

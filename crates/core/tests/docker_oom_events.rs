@@ -71,7 +71,9 @@ async fn oom_event_after(cmd: &[&str], memory: i64, kill: bool) -> bool {
     };
     // Docker publishes the event as it handles containerd's.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let found = oom_event_since(&test_env().await.engine, &id, started).await.unwrap();
+    let found = oom_event_since(&test_env().await.engine, &id, started)
+        .await
+        .unwrap();
     docker
         .remove_container(
             &id,

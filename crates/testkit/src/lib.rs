@@ -15,6 +15,7 @@ pub mod kubeapi;
 pub mod metrics;
 pub mod netns;
 pub mod private_docker;
+pub mod registry;
 pub mod shim;
 pub mod streaming;
 pub mod terminal;

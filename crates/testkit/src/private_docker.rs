@@ -20,11 +20,33 @@ pub struct PrivateDocker {
     log: PathBuf,
     bridge: String,
     child: Option<Child>,
+    binaries: Binaries,
+}
+
+/// Which dockerd a private daemon runs.
+#[derive(Debug, Clone)]
+enum Binaries {
+    /// The engine under test's, with its daemon.json under the test's.
+    UnderTest,
+    /// These binaries (`None`: the machine's, from PATH), with the test's
+    /// daemon.json alone.
+    Given(Option<PathBuf>),
 }
 
 impl PrivateDocker {
-    /// Starts a daemon; `config` is its daemon.json.
+    /// Starts a daemon of the engine under test; `config` is its
+    /// daemon.json (over the engine's own).
     pub async fn start(config: &serde_json::Value) -> Self {
+        Self::start_with(Binaries::UnderTest, config).await
+    }
+
+    /// Starts a daemon from the binaries in `bin_dir` (an engine of the
+    /// matrix; `None`: the machine's dockerd) with exactly `config`.
+    pub async fn start_engine(bin_dir: Option<&Path>, config: &serde_json::Value) -> Self {
+        Self::start_with(Binaries::Given(bin_dir.map(Path::to_path_buf)), config).await
+    }
+
+    async fn start_with(binaries: Binaries, config: &serde_json::Value) -> Self {
         let name = crate::unique("dk");
         let dir = crate::env::state_dir().join("private-docker").join(&name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -60,9 +82,17 @@ impl PrivateDocker {
             log: dir.join("dockerd.log"),
             dir,
             child: None,
+            binaries,
         };
         daemon.start_again(config).await;
         daemon
+    }
+
+    /// Starts the daemon again from other binaries on the same data root:
+    /// an upgrade (or downgrade) in place.
+    pub async fn start_again_as(&mut self, bin_dir: Option<&Path>, config: &serde_json::Value) {
+        self.binaries = Binaries::Given(bin_dir.map(Path::to_path_buf));
+        self.start_again(config).await;
     }
 
     pub fn endpoint(&self) -> String {
@@ -88,16 +118,31 @@ impl PrivateDocker {
         assert!(self.child.is_none(), "already running");
         // The engine under test's own settings (its image store, test
         // runtimes) under the test's.
-        let mut merged = crate::daemon::test_daemon().config.clone();
-        merge(&mut merged, config);
+        let merged = match &self.binaries {
+            Binaries::UnderTest => {
+                let mut merged = crate::daemon::test_daemon().config.clone();
+                merge(&mut merged, config);
+                merged
+            }
+            Binaries::Given(_) => config.clone(),
+        };
         std::fs::write(&self.config, serde_json::to_vec_pretty(&merged).unwrap()).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = crate::daemon::test_daemon()
-            .command("dockerd")
+        let mut dockerd = match &self.binaries {
+            Binaries::UnderTest => crate::daemon::test_daemon().command("dockerd"),
+            Binaries::Given(None) => Command::new("dockerd"),
+            Binaries::Given(Some(bin)) => {
+                let mut command = Command::new(bin.join("dockerd"));
+                let path = std::env::var("PATH").unwrap_or_default();
+                command.env("PATH", format!("{}:{path}", bin.display()));
+                command
+            }
+        };
+        let child = dockerd
             .arg(format!("--host=unix://{}", self.socket.display()))
             .arg(format!("--data-root={}", self.data_root.display()))
             .arg(format!("--exec-root={}", self.exec_root.display()))

@@ -94,6 +94,7 @@ impl DockerCri {
                 "image {image:?} is not present: pull it first (PullImage)"
             )));
         }
+        let image_volume_ids = self.image_volume_ids(config).await?;
         let runtime = sandbox
             .inspect
             .host_config
@@ -113,7 +114,9 @@ impl DockerCri {
                 api: facts.api_version,
                 recursive_read_only: facts
                     .supports_recursive_read_only(runtime.as_deref().unwrap_or_default()),
+                selinux_relabel: facts.selinux,
             },
+            image_volume_ids: &image_volume_ids,
             grantable_capabilities: grantable.as_deref(),
         };
         let (name, body) =
@@ -122,6 +125,34 @@ impl DockerCri {
         self.store.fetch(&id).await?;
         tracing::info!(container_id = %id, pod_sandbox_id = %sandbox_id, name, "container created");
         Ok(id)
+    }
+
+    /// The image ID of every image the container's image volumes name;
+    /// each must be present (the kubelet pulls them first).
+    async fn image_volume_ids(
+        &self,
+        config: &ContainerConfig,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let mut ids = std::collections::HashMap::new();
+        for m in &config.mounts {
+            let Some(image) = m.image.as_ref().filter(|i| !i.image.is_empty()) else {
+                continue;
+            };
+            if ids.contains_key(&image.image) {
+                continue;
+            }
+            let inspect = self
+                .inspect_image_by_ref(&image.image)
+                .await?
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "image {:?} of image volume {} is not present: pull it first (PullImage)",
+                        image.image, m.container_path
+                    ))
+                })?;
+            ids.insert(image.image.clone(), inspect.id.unwrap_or_default());
+        }
+        Ok(ids)
     }
 
     pub async fn start_container(&self, id: &str) -> Result<()> {

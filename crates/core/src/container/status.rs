@@ -10,7 +10,9 @@ use cri_dockerd_api::v1::{
     ContainerStatusResponse, ContainerUser, ImageSpec, LinuxContainerResources, LinuxContainerUser,
     Mount,
 };
-use cri_dockerd_engine::model::{ContainerInspect, ContainerStatus as DockerStatus};
+use cri_dockerd_engine::model::{
+    ContainerInspect, ContainerStatus as DockerStatus, MountType as DockerMountType,
+};
 
 use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result};
@@ -97,6 +99,65 @@ fn process_user(pid: i64) -> Option<LinuxContainerUser> {
             .collect(),
     })
 }
+/// The container's mounts as the CRI reports them. An image volume is
+/// reported with its image and sub-path, as requested (Docker's own record
+/// of it names a directory of its image store).
+fn cri_mounts(inspect: &ContainerInspect) -> Vec<Mount> {
+    let requested = inspect
+        .host_config
+        .as_ref()
+        .and_then(|h| h.mounts.as_deref())
+        .unwrap_or_default();
+    let named: HashMap<String, String> = inspect
+        .labels()
+        .and_then(|l| l.get(labels::IMAGE_VOLUMES))
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
+    inspect
+        .mounts
+        .iter()
+        .flatten()
+        .map(|m| {
+            let container_path = m.destination.clone().unwrap_or_default();
+            let propagation = crate::translate::container::cri_propagation(
+                m.propagation.as_deref().unwrap_or_default(),
+            ) as i32;
+            if m.typ == Some(DockerMountType::Image) {
+                let asked = requested
+                    .iter()
+                    .find(|r| r.target.as_deref() == Some(container_path.as_str()));
+                let image = named
+                    .get(&container_path)
+                    .cloned()
+                    .or_else(|| asked.and_then(|r| r.source.clone()))
+                    .or_else(|| m.name.clone())
+                    .unwrap_or_default();
+                return Mount {
+                    container_path,
+                    readonly: true,
+                    propagation,
+                    image: Some(ImageSpec {
+                        image,
+                        ..Default::default()
+                    }),
+                    image_sub_path: asked
+                        .and_then(|r| r.image_options.as_ref())
+                        .and_then(|o| o.subpath.clone())
+                        .unwrap_or_default(),
+                    ..Default::default()
+                };
+            }
+            Mount {
+                propagation,
+                host_path: m.source.clone().unwrap_or_default(),
+                container_path,
+                readonly: m.rw == Some(false),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
 impl DockerCri {
     pub async fn list_containers(
         &self,
@@ -254,21 +315,7 @@ impl DockerCri {
             Some(digest) => format!("{DOCKER_PULLABLE_IMAGE_ID_PREFIX}{digest}"),
             None => format!("{DOCKER_IMAGE_ID_PREFIX}{image_id}"),
         };
-        let mounts = inspect
-            .mounts
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| Mount {
-                propagation: crate::translate::container::cri_propagation(
-                    m.propagation.as_deref().unwrap_or_default(),
-                ) as i32,
-                host_path: m.source.unwrap_or_default(),
-                container_path: m.destination.unwrap_or_default(),
-                readonly: m.rw == Some(false),
-                ..Default::default()
-            })
-            .collect();
+        let mounts = cri_mounts(inspect);
         let resources = LinuxContainerResources {
             cpu_period: host.cpu_period.unwrap_or(0),
             cpu_quota: host.cpu_quota.unwrap_or(0),

@@ -34,6 +34,8 @@ pub struct ContainerOptions<'a> {
     pub read_file: &'a (dyn Fn(&str) -> std::io::Result<Vec<u8>> + Sync),
     /// What the daemon makes of mounts.
     pub mounts: MountSupport,
+    /// The image ID of each image an image volume names.
+    pub image_volume_ids: &'a HashMap<String, String>,
     /// Capabilities this machine can grant, when it cannot grant all.
     pub grantable_capabilities: Option<&'a [&'static str]>,
 }
@@ -88,6 +90,8 @@ pub struct MountSupport {
     /// Recursively read-only mounts work for this container's runtime (API
     /// 1.44, kernel 5.12, a runtime that knows `rro`).
     pub recursive_read_only: bool,
+    /// Docker relabels binds for SELinux (`dockerd --selinux-enabled`).
+    pub selinux_relabel: bool,
 }
 
 fn bind_propagation(m: &cri_dockerd_api::v1::Mount) -> MountBindOptionsPropagationEnum {
@@ -124,17 +128,25 @@ fn api_bind(m: &cri_dockerd_api::v1::Mount, options: MountBindOptions) -> Mount 
 ///   (a volume under a read-only hostPath) would turn read-only too. The
 ///   CRI's `readonly` is not recursive: such binds go through the Mounts
 ///   API with `ReadOnlyNonRecursive`. The Mounts API has no SELinux
-///   relabel, so a read-only bind that asks for one keeps the `Binds` form
-///   (and Docker's default).
+///   relabel: where Docker relabels (SELinux on), a read-only bind that
+///   asks for one keeps the `Binds` form and Docker's default; where it
+///   does not, the relabel means nothing and is dropped, as Docker would.
 /// - `recursive_read_only` needs a read-only, private mount (the CRI
 ///   says so) and a daemon that can make it (`support`).
-/// - Image volumes need API 1.48.
+/// - Image volumes need API 1.48. Docker 28 refuses a second mount of
+///   the same image reference in one container (its mounts and leases are
+///   named by it), which the kubelet sends for two sub-paths of one image
+///   volume: every further mount of an image names it by another
+///   reference, its full ID, then ever longer ID prefixes
+///   (`image_volume_ids`).
 pub fn mounts(
     config: &ContainerConfig,
     support: MountSupport,
+    image_volume_ids: &HashMap<String, String>,
 ) -> Result<(Vec<String>, Vec<Mount>)> {
     let mut binds = Vec::new();
     let mut api_mounts = Vec::new();
+    let mut image_uses: HashMap<&str, usize> = HashMap::new();
     for m in &config.mounts {
         if m.container_path.is_empty() {
             return Err(Error::InvalidArgument(
@@ -150,9 +162,12 @@ pub fn mounts(
                     support.api
                 )));
             }
+            let uses = image_uses.entry(image.image.as_str()).or_default();
+            let source = nth_image_reference(&image.image, image_volume_ids, *uses);
+            *uses += 1;
             api_mounts.push(Mount {
                 target: Some(m.container_path.clone()),
-                source: Some(image.image.clone()),
+                source: Some(source),
                 typ: Some(MountType::IMAGE),
                 // Image volumes are read-only (KEP-4639).
                 read_only: Some(true),
@@ -205,7 +220,8 @@ pub fn mounts(
             ));
             continue;
         }
-        if m.readonly && !m.selinux_relabel && support.api >= api_version::RECURSIVE_READ_ONLY {
+        let relabel = m.selinux_relabel && support.selinux_relabel;
+        if m.readonly && !relabel && support.api >= api_version::RECURSIVE_READ_ONLY {
             api_mounts.push(api_bind(
                 m,
                 MountBindOptions {
@@ -218,6 +234,34 @@ pub fn mounts(
         binds.push(bind_string(m));
     }
     Ok((binds, api_mounts))
+}
+
+/// The reference the `nth` image volume of `image` in one container gives
+/// Docker: the name itself, then the image's full ID, then ever longer
+/// prefixes of its hex digest (Docker resolves an unambiguous prefix).
+fn nth_image_reference(image: &str, ids: &HashMap<String, String>, nth: usize) -> String {
+    let Some(id) = ids.get(image).filter(|_| nth > 0) else {
+        return image.to_string();
+    };
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    if nth == 1 || hex.len() < 24 {
+        return id.clone();
+    }
+    hex[..(10 + nth).min(hex.len())].to_string()
+}
+
+/// The CRI image of each image volume, by container path, for the
+/// `IMAGE_VOLUMES` label.
+fn image_volumes_label(config: &ContainerConfig) -> Option<String> {
+    let volumes: serde_json::Map<String, serde_json::Value> = config
+        .mounts
+        .iter()
+        .filter_map(|m| {
+            let image = m.image.as_ref().filter(|i| !i.image.is_empty())?;
+            Some((m.container_path.clone(), image.image.clone().into()))
+        })
+        .collect();
+    (!volumes.is_empty()).then(|| serde_json::Value::Object(volumes).to_string())
 }
 
 /// Resources as `docker create` and `docker update` take them. Memory and
@@ -333,7 +377,10 @@ pub fn create_body(
     docker_labels.insert(labels::CONTAINER_LOG_PATH.into(), log_path(config, sandbox));
     docker_labels.insert(labels::SANDBOX_ID.into(), options.sandbox_id.into());
 
-    let (binds, api_mounts) = mounts(config, options.mounts)?;
+    let (binds, api_mounts) = mounts(config, options.mounts, options.image_volume_ids)?;
+    if let Some(volumes) = image_volumes_label(config) {
+        docker_labels.insert(labels::IMAGE_VOLUMES.into(), volumes);
+    }
     let mut host = HostConfig {
         binds: Some(binds),
         mounts: (!api_mounts.is_empty()).then_some(api_mounts),
@@ -502,10 +549,15 @@ mod tests {
             mounts: MountSupport {
                 api: ApiVersion::new(1, 41),
                 recursive_read_only: false,
+                selinux_relabel: false,
             },
+            image_volume_ids: &NO_IDS,
             grantable_capabilities: None,
         }
     }
+
+    static NO_IDS: std::sync::LazyLock<HashMap<String, String>> =
+        std::sync::LazyLock::new(HashMap::new);
 
     fn body(config: &ContainerConfig) -> ContainerCreateBody {
         create_body(config, &pod_ports(), "img", &options())
@@ -648,7 +700,7 @@ mod tests {
             image_sub_path: "share/data".into(),
             ..Default::default()
         }];
-        let (binds, api) = mounts(&config, support(1, 48, false)).unwrap();
+        let (binds, api) = mounts(&config, support(1, 48, false), &HashMap::new()).unwrap();
         assert!(binds.is_empty());
         assert_eq!(api.len(), 1);
         assert_eq!(api[0].typ, Some(MountType::IMAGE));
@@ -659,13 +711,44 @@ mod tests {
             api[0].image_options.as_ref().unwrap().subpath.as_deref(),
             Some("share/data")
         );
-        let err = mounts(&config, support(1, 41, false)).unwrap_err();
+        let err = mounts(&config, support(1, 41, false), &HashMap::new()).unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
         let err = err.to_string();
         assert!(
             err.contains("Docker Engine 28 (API 1.48)") && err.contains("API 1.41"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_second_image_volume_of_one_image_names_it_by_id() {
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let volume = |path: &str, sub: &str| cri_dockerd_api::v1::Mount {
+            container_path: path.into(),
+            image: Some(cri_dockerd_api::v1::ImageSpec {
+                image: "registry.example/models:v1".into(),
+                ..Default::default()
+            }),
+            image_sub_path: sub.into(),
+            ..Default::default()
+        };
+        let mut config = ctr();
+        config.mounts = vec![volume("/a", "x"), volume("/b", "y"), volume("/c", "")];
+        let ids = HashMap::from([("registry.example/models:v1".to_string(), id.clone())]);
+        let (_, api) = mounts(&config, support(1, 48, false), &ids).unwrap();
+        let sources: Vec<&str> = api.iter().map(|m| m.source.as_deref().unwrap()).collect();
+        assert_eq!(
+            sources,
+            vec![
+                "registry.example/models:v1",
+                id.as_str(),
+                &"ab".repeat(32)[..12]
+            ]
+        );
+        let label = image_volumes_label(&config).unwrap();
+        let parsed: HashMap<String, String> = serde_json::from_str(&label).unwrap();
+        assert_eq!(parsed["/b"], "registry.example/models:v1");
+        assert_eq!(parsed.len(), 3);
     }
 
     #[test]
@@ -728,6 +811,7 @@ mod tests {
         MountSupport {
             api: ApiVersion::new(major, minor),
             recursive_read_only: rro,
+            selinux_relabel: false,
         }
     }
 
@@ -752,14 +836,21 @@ mod tests {
             relabelled,
         ];
         // API 1.41: Docker's read-only binds are not recursive.
-        let (binds, api) = mounts(&c, support(1, 41, false)).unwrap();
+        let (binds, api) = mounts(&c, support(1, 41, false), &HashMap::new()).unwrap();
         assert_eq!(
             binds,
             vec!["/a:/c/a", "/ro:/c/ro:ro,rslave", "/z:/c/z:ro,Z"]
         );
         assert!(api.is_empty());
-        // API 1.44+: a plain read-only bind asks for ReadOnlyNonRecursive.
-        let (binds, api) = mounts(&c, support(1, 51, true)).unwrap();
+        // API 1.44+: a read-only bind asks for ReadOnlyNonRecursive; a
+        // relabel keeps the Binds form only where Docker relabels.
+        let (binds, api) = mounts(&c, support(1, 51, true), &HashMap::new()).unwrap();
+        assert_eq!(binds, vec!["/a:/c/a"]);
+        assert_eq!(api.len(), 2);
+        assert_eq!(api[1].source.as_deref(), Some("/z"));
+        let mut selinux = support(1, 51, true);
+        selinux.selinux_relabel = true;
+        let (binds, api) = mounts(&c, selinux, &HashMap::new()).unwrap();
         assert_eq!(binds, vec!["/a:/c/a", "/z:/c/z:ro,Z"]);
         assert_eq!(api.len(), 1);
         let m = &api[0];
@@ -781,9 +872,9 @@ mod tests {
         rro.recursive_read_only = true;
         c.mounts = vec![rro.clone()];
         // A node that cannot make one says so.
-        let err = mounts(&c, support(1, 51, false)).unwrap_err();
+        let err = mounts(&c, support(1, 51, false), &HashMap::new()).unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
-        let (binds, api) = mounts(&c, support(1, 51, true)).unwrap();
+        let (binds, api) = mounts(&c, support(1, 51, true), &HashMap::new()).unwrap();
         assert!(binds.is_empty());
         let o = api[0].bind_options.as_ref().unwrap();
         assert_eq!(o.read_only_force_recursive, Some(true));
@@ -799,14 +890,14 @@ mod tests {
             let mut m = rro.clone();
             m.propagation = propagation as i32;
             c.mounts = vec![m];
-            let err = mounts(&c, support(1, 51, true)).unwrap_err();
+            let err = mounts(&c, support(1, 51, true), &HashMap::new()).unwrap_err();
             assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
         }
         let mut m = rro.clone();
         m.readonly = false;
         c.mounts = vec![m];
         assert!(matches!(
-            mounts(&c, support(1, 51, true)),
+            mounts(&c, support(1, 51, true), &HashMap::new()),
             Err(Error::InvalidArgument(_))
         ));
     }

@@ -1,0 +1,578 @@
+//! What differs between the Docker Engines of the matrix (20.10, 26.1,
+//! 28.5, 28.5 with the containerd image store), each checked on the engine
+//! under test (`CRID_TEST_ENGINE`; `make test` runs this file on all four):
+//! read-only binds, recursive read-only mounts, the API version spoken,
+//! images that the containerd image store describes without the host's
+//! platform, image sizes, image volumes, and a daemon upgraded in place.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cri_dockerd_api::v1::*;
+use cri_dockerd_engine::ApiVersion;
+use cri_dockerd_testkit::cri::{container_config, containers};
+use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
+use cri_dockerd_testkit::private_docker::PrivateDocker;
+use cri_dockerd_testkit::{Shim, registry, test_env};
+use tonic::Code;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
+
+/// The daemon's kernel supports mount_setattr(2) (5.12+), which Docker
+/// needs for a recursively read-only mount.
+fn kernel_has_mount_setattr() -> bool {
+    let release = nix::sys::utsname::uname().unwrap();
+    let release = release.release().to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().unwrap().parse().unwrap();
+    let minor: u32 = parts.next().unwrap().parse().unwrap();
+    (major, minor) >= (5, 12)
+}
+
+/// A host directory with a tmpfs mounted at `sub/`: what a read-only
+/// volume with a volume inside it looks like to Docker.
+struct NestedMount {
+    dir: tempfile::TempDir,
+}
+
+impl NestedMount {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("crid-ro-")
+            .tempdir()
+            .unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &sub,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("mounting a tmpfs (the tests run as root)");
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for NestedMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(
+            &self.dir.path().join("sub"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
+    }
+}
+
+fn ro_mount(host: &Path, container: &str, recursive: bool) -> Mount {
+    Mount {
+        host_path: host.display().to_string(),
+        container_path: container.into(),
+        readonly: true,
+        recursive_read_only: recursive,
+        // As the kubelet and critest send it; Docker relabels nothing
+        // without SELinux.
+        selinux_relabel: true,
+        ..Default::default()
+    }
+}
+
+/// `touch` in the container: whether the write worked.
+async fn can_write(shim: &Shim, id: &str, path: &str) -> bool {
+    let response = shim
+        .runtime
+        .clone()
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["touch".into(), path.into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    if response.exit_code != 0 {
+        assert!(
+            String::from_utf8_lossy(&response.stderr).contains("Read-only file system"),
+            "touch {path} failed otherwise: {}",
+            String::from_utf8_lossy(&response.stderr)
+        );
+    }
+    response.exit_code == 0
+}
+
+async fn default_handler_rro(shim: &Shim) -> bool {
+    let status = shim
+        .runtime
+        .clone()
+        .status(StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    status
+        .runtime_handlers
+        .iter()
+        .find(|h| h.name.is_empty())
+        .and_then(|h| h.features)
+        .expect("the default runtime handler and its features")
+        .recursive_read_only_mounts
+}
+
+/// The CRI's `readonly` is not recursive: a volume mounted inside a
+/// read-only one stays writable. Docker 25+ (API 1.44) makes a plain
+/// read-only bind recursively read-only, so the shim must ask for
+/// non-recursive ones there. `recursive_read_only` is offered (Status) and
+/// made exactly where Docker, the kernel and runc can, refused clearly
+/// elsewhere, and refused for a mount that is not read-only and private.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_binds_are_recursive_only_when_asked() {
+    let env = test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let api = env.engine.api_version();
+    let expect_rro = api >= ApiVersion::new(1, 44) && kernel_has_mount_setattr();
+    assert_eq!(
+        default_handler_rro(&shim).await,
+        expect_rro,
+        "recursive read-only mounts offered on Docker API {api}"
+    );
+
+    let nested = NestedMount::new();
+    let (pod, config) = shim.run_pod("ro-binds").await;
+    let mut plain = container_config("plain-ro", BUSYBOX_IMAGE, &["sleep", "3600"]);
+    plain.mounts = vec![ro_mount(nested.path(), "/mnt/ro", false)];
+    let id = containers::run(&shim.runtime, &pod, plain, &config).await;
+    assert!(
+        !can_write(&shim, &id, "/mnt/ro/file").await,
+        "a read-only bind"
+    );
+    assert!(
+        can_write(&shim, &id, "/mnt/ro/sub/file").await,
+        "a volume inside a read-only one is writable (the CRI's readonly is not recursive) on Docker API {api}"
+    );
+    let status = containers::status(&shim.runtime, &id).await;
+    let mount = status
+        .mounts
+        .iter()
+        .find(|m| m.container_path == "/mnt/ro")
+        .expect("the bind in ContainerStatus");
+    assert!(mount.readonly);
+    assert_eq!(mount.host_path, nested.path().display().to_string());
+
+    let mut recursive = container_config("rro", BUSYBOX_IMAGE, &["sleep", "3600"]);
+    recursive.mounts = vec![ro_mount(nested.path(), "/mnt/rro", true)];
+    let created = shim
+        .runtime
+        .clone()
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(recursive.clone()),
+            sandbox_config: Some(config.clone()),
+        })
+        .await;
+    if expect_rro {
+        let id = created.unwrap().into_inner().container_id;
+        containers::start(&shim.runtime, &id).await;
+        assert!(!can_write(&shim, &id, "/mnt/rro/sub/file").await);
+        assert!(!can_write(&shim, &id, "/mnt/rro/file").await);
+    } else {
+        let err = created.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+        assert!(err.message().contains("recursive read-only"), "{err}");
+    }
+
+    // The CRI: a recursive read-only mount must be private and read-only;
+    // on every engine, whether it could make one or not.
+    for (propagation, readonly) in [
+        (MountPropagation::PropagationHostToContainer, true),
+        (MountPropagation::PropagationBidirectional, true),
+        (MountPropagation::PropagationPrivate, false),
+    ] {
+        let mut bad = recursive.clone();
+        bad.metadata.as_mut().unwrap().name = format!("bad-{}", propagation as i32);
+        bad.mounts[0].propagation = propagation as i32;
+        bad.mounts[0].readonly = readonly;
+        let err = shim
+            .runtime
+            .clone()
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(bad),
+                sandbox_config: Some(config.clone()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "{propagation:?} readonly={readonly}: {err}"
+        );
+    }
+}
+
+/// Status (verbose) names the daemon and the API version spoken with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_names_the_negotiated_api_version() {
+    let env = test_env().await;
+    let shim = Shim::builder(BIN).start().await;
+    let info = shim
+        .runtime
+        .clone()
+        .status(StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let docker: serde_json::Value = serde_json::from_str(&info["docker"]).unwrap();
+    let daemon = env.engine.daemon_version();
+    assert_eq!(docker["version"], daemon.version.as_str());
+    assert_eq!(docker["apiVersion"], daemon.api.to_string().as_str());
+    assert_eq!(
+        docker["daemonAPIVersion"],
+        daemon.daemon_api.to_string().as_str()
+    );
+    assert_eq!(docker["oldestSupportedAPIVersion"], "1.41");
+    assert_eq!(
+        docker["containerdImageStore"],
+        env.daemon.containerd_store(),
+        "{docker}"
+    );
+    let version = shim
+        .runtime
+        .clone()
+        .version(VersionRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(version.runtime_version, daemon.version);
+}
+
+/// ListImages and ImageStatus report the same size for an image, on
+/// every engine: with the containerd image store Docker's inspect and list
+/// mean different things by `Size`.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_sizes_agree_between_list_and_status() {
+    test_env().await;
+    let shim = Shim::builder(BIN).start().await;
+    let listed = shim
+        .images
+        .clone()
+        .list_images(ListImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    for name in [BUSYBOX_IMAGE, "registry.k8s.io/pause:3.10"] {
+        let status = shim
+            .images
+            .clone()
+            .image_status(ImageStatusRequest {
+                image: Some(ImageSpec {
+                    image: name.into(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image
+            .expect("the image is present");
+        let in_list = listed
+            .iter()
+            .find(|i| i.id == status.id)
+            .expect("the image is listed");
+        assert!(status.size > 0, "{name}: {status:?}");
+        assert_eq!(status.size, in_list.size, "{name}");
+    }
+}
+
+/// An image index whose platforms all lack their content: Docker 28's
+/// containerd image store reports it (its inspect without `RootFS.Type`
+/// and without a config), and so must the shim, never Internal. On the
+/// graph drivers a multi-platform image is pulled as one platform's image;
+/// the same calls must agree there too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_without_content_for_this_platform_is_still_reported() {
+    let env = test_env().await;
+    let shim = Shim::builder(BIN).start().await;
+    let registry = cri_dockerd_testkit::env::plain_registry();
+    let repo = format!("crid-test/{}", shim.uid_prefix);
+    let reference = format!("{registry}/{repo}:multi");
+    let index = {
+        let (registry, repo) = (registry.clone(), repo.clone());
+        tokio::task::spawn_blocking(move || {
+            registry::push_index(
+                &registry,
+                &repo,
+                "multi",
+                &[("linux", "amd64"), ("linux", "arm64")],
+            )
+        })
+        .await
+        .unwrap()
+    };
+    let spec = ImageSpec {
+        image: reference.clone(),
+        ..Default::default()
+    };
+    let pulled = shim
+        .images
+        .clone()
+        .pull_image(PullImageRequest {
+            image: Some(spec.clone()),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    if env.daemon.containerd_store() {
+        // The containerd image store names an image by its index.
+        assert_eq!(pulled, index);
+        // Take the content of the only platform pulled (API 1.50).
+        let path = format!(
+            "/images/{reference}?force=1&platforms={}",
+            urlencode(r#"{"os":"linux","architecture":"amd64"}"#)
+        );
+        docker_delete(&env.daemon.socket, &path).await;
+        let inspect = env.engine.inspect_image(&reference).await.unwrap();
+        assert_eq!(
+            inspect.root_fs.and_then(|r| r.typ),
+            None,
+            "Docker leaves RootFS.Type out for such an image"
+        );
+    }
+    let status = shim
+        .images
+        .clone()
+        .image_status(ImageStatusRequest {
+            image: Some(spec.clone()),
+            verbose: true,
+        })
+        .await
+        .expect("ImageStatus answers")
+        .into_inner();
+    let image = status.image.expect("the image is reported");
+    assert_eq!(image.id, pulled);
+    assert_eq!(image.repo_tags, vec![reference.clone()]);
+    let listed = shim
+        .images
+        .clone()
+        .list_images(ListImagesRequest {
+            filter: Some(ImageFilter {
+                image: Some(spec.clone()),
+            }),
+        })
+        .await
+        .expect("ListImages answers")
+        .into_inner()
+        .images;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, image.id);
+    assert_eq!(listed[0].size, image.size);
+    shim.images
+        .clone()
+        .remove_image(RemoveImageRequest { image: Some(spec) })
+        .await
+        .expect("RemoveImage");
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A DELETE the bollard version in use cannot send (image removal by
+/// platform, API 1.50).
+async fn docker_delete(socket: &Path, path: &str) {
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "-f", "-X", "DELETE", "--unix-socket"])
+        .arg(socket)
+        .arg(format!("http://docker/v1.51{path}"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "DELETE {path}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Image volumes (KEP-4639) on Docker 28+: the container sees the image's
+/// files read-only at the mount, `image_sub_path` picks a folder, and
+/// ContainerStatus reports the mount with its image. Older engines refuse
+/// it clearly, naming the version needed.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_volumes_mount_an_images_files_read_only() {
+    let env = test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let (pod, config) = shim.run_pod("imgvol").await;
+    let mut with_image = container_config("imgvol", BUSYBOX_IMAGE, &["sleep", "3600"]);
+    with_image.mounts = vec![
+        Mount {
+            container_path: "/data".into(),
+            image: Some(ImageSpec {
+                image: BUSYBOX_IMAGE.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Mount {
+            container_path: "/etc-of-image".into(),
+            image: Some(ImageSpec {
+                image: BUSYBOX_IMAGE.into(),
+                ..Default::default()
+            }),
+            image_sub_path: "etc".into(),
+            ..Default::default()
+        },
+    ];
+    let created = shim
+        .runtime
+        .clone()
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(with_image),
+            sandbox_config: Some(config.clone()),
+        })
+        .await;
+    let api = env.engine.api_version();
+    if api < ApiVersion::new(1, 48) {
+        let err = created.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(
+            err.message().contains("Docker Engine 28 (API 1.48)")
+                && err.message().contains(&format!("API {api}")),
+            "{err}"
+        );
+        return;
+    }
+    let id = created.expect("an image volume").into_inner().container_id;
+    containers::start(&shim.runtime, &id).await;
+    let listing = containers::exec_stdout(
+        &shim.runtime,
+        &id,
+        &["ls", "/data/bin/busybox", "/etc-of-image/passwd"],
+    )
+    .await;
+    assert!(listing.contains("/data/bin/busybox"), "{listing}");
+    assert!(listing.contains("/etc-of-image/passwd"), "{listing}");
+    let passwd =
+        containers::exec_stdout(&shim.runtime, &id, &["cat", "/etc-of-image/passwd"]).await;
+    assert!(
+        passwd.contains("tester:x:1234"),
+        "the image's own /etc/passwd: {passwd}"
+    );
+    assert!(
+        !can_write(&shim, &id, "/data/new").await,
+        "image volumes are read-only"
+    );
+    let status = containers::status(&shim.runtime, &id).await;
+    let reported: Vec<(String, String, String, bool)> = status
+        .mounts
+        .iter()
+        .filter(|m| m.image.is_some())
+        .map(|m| {
+            (
+                m.container_path.clone(),
+                m.image.as_ref().unwrap().image.clone(),
+                m.image_sub_path.clone(),
+                m.readonly,
+            )
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        vec![
+            ("/data".into(), BUSYBOX_IMAGE.into(), String::new(), true),
+            (
+                "/etc-of-image".into(),
+                BUSYBOX_IMAGE.into(),
+                "etc".into(),
+                true
+            ),
+        ]
+    );
+}
+
+/// A daemon upgraded in place under a running shim (the machine's 20.10,
+/// then Debian sid's 28.5 on the same data root): once Docker is back the
+/// shim speaks the new daemon's API version, reports it, and serves. The
+/// engines come from the matrix, whichever engine is under test.
+#[tokio::test(flavor = "multi_thread")]
+async fn engine_upgrade_in_place_is_spoken_to_at_its_new_version() {
+    test_env().await;
+    let newer = cri_dockerd_testkit::daemon::engine_dir("28.5");
+    assert!(
+        newer.join("bin/dockerd").exists(),
+        "engine 28.5 is not installed; run `make test-env`"
+    );
+    let mut docker = PrivateDocker::start_engine(None, &serde_json::json!({})).await;
+    docker.load_from_host(&[BUSYBOX_IMAGE, "registry.k8s.io/pause:3.10"]);
+    let mut shim = Shim::builder(BIN)
+        .with_cni()
+        .arg(format!("--docker-endpoint={}", docker.endpoint()))
+        .start()
+        .await;
+    let api_of = |info: &std::collections::HashMap<String, String>| {
+        let docker: serde_json::Value = serde_json::from_str(&info["docker"]).unwrap();
+        docker["apiVersion"].as_str().unwrap().to_string()
+    };
+    let status = |shim: &Shim| {
+        let mut rt = shim.runtime.clone();
+        async move {
+            rt.status(StatusRequest { verbose: true })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let before = api_of(&status(&shim).await.info);
+    assert_eq!(before, "1.41", "the machine's Docker 20.10");
+
+    docker.stop();
+    docker
+        .start_again_as(Some(&newer.join("bin")), &serde_json::json!({}))
+        .await;
+    let started = Instant::now();
+    loop {
+        let now = status(&shim).await;
+        let ready = now
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.r#type == "RuntimeReady" && c.status);
+        if ready && api_of(&now.info) == "1.51" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the shim still speaks API {} to Docker 28.5: {:?}\n{}",
+            api_of(&now.info),
+            now.status,
+            shim.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // And serves: a pod and a container with a read-only bind, which on
+    // API 1.44+ goes through the Mounts API.
+    let (pod, config) = shim.run_pod("upgraded").await;
+    let nested = NestedMount::new();
+    let mut ro = container_config("after-upgrade", BUSYBOX_IMAGE, &["sleep", "3600"]);
+    ro.mounts = vec![ro_mount(nested.path(), "/mnt/ro", false)];
+    let id = containers::run(&shim.runtime, &pod, ro, &config).await;
+    assert!(can_write(&shim, &id, "/mnt/ro/sub/file").await);
+    shim.cleanup().await;
+}
