@@ -48,6 +48,9 @@ pub struct DockerCri {
     pub(crate) logs: LogManager,
     /// container/: tags and digests of images, for ContainerStatus.
     pub(crate) image_names: ImageNames,
+    /// container/: capabilities this daemon refused as unknown when "ALL"
+    /// was expanded (forgotten when Docker's facts are asked again).
+    pub(crate) refused_capabilities: Mutex<std::collections::BTreeSet<String>>,
     /// container/: OOM kills Docker's own flag missed.
     pub(crate) oom_kills: crate::container::oom_kills::OomKills,
     /// stats/: what stats keep between calls.
@@ -119,6 +122,7 @@ impl DockerCri {
             logs,
             image_names: ImageNames::default(),
             oom_kills: Default::default(),
+            refused_capabilities: Default::default(),
             stats: crate::stats::StatsState::new(),
             streaming,
             store,
@@ -157,6 +161,7 @@ impl DockerCri {
                 }
                 let Some(cri) = cri.upgrade() else { return };
                 *cri.version_cache.lock() = None;
+                cri.refused_capabilities.lock().clear();
                 if let Err(e) = cri.facts.refresh(&cri.engine).await {
                     tracing::warn!(error = %e, "could not ask Docker for its facts again");
                 }

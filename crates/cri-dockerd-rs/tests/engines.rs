@@ -576,3 +576,75 @@ async fn engine_upgrade_in_place_is_spoken_to_at_its_new_version() {
     assert!(can_write(&shim, &id, "/mnt/ro/sub/file").await);
     shim.cleanup().await;
 }
+
+/// `add_capabilities: ["ALL"]` runs on every engine: the container gets
+/// every capability this machine can grant that the daemon knows (Docker
+/// 20.10 knows no CAP_PERFMON, CAP_BPF or CAP_CHECKPOINT_RESTORE).
+#[tokio::test(flavor = "multi_thread")]
+async fn adding_all_capabilities_works_on_every_engine() {
+    test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let (pod, config) = shim.run_pod("allcaps").await;
+    let mut all = container_config("allcaps", BUSYBOX_IMAGE, &["sleep", "3600"]);
+    all.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                add_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = containers::run(&shim.runtime, &pod, all, &config).await;
+    let status = containers::exec_stdout(&shim.runtime, &id, &["cat", "/proc/1/status"]).await;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .expect("CapEff");
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("CapBnd:")
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        })
+        .unwrap();
+    for (bit, name) in [
+        (12, "CAP_NET_ADMIN"),
+        (21, "CAP_SYS_ADMIN"),
+        (13, "CAP_NET_RAW"),
+    ] {
+        assert_ne!(effective & (1 << bit), 0, "{name} in CapEff {effective:x}");
+    }
+    assert_eq!(
+        effective & !bounding,
+        0,
+        "nothing beyond what this machine can grant: {effective:x} vs {bounding:x}"
+    );
+    // A capability the client names itself that Docker does not know stays
+    // an error (the shim only trims its own expansion of ALL).
+    let mut unknown = container_config("unknowncap", BUSYBOX_IMAGE, &["sleep", "3600"]);
+    unknown.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                add_capabilities: vec!["CAP_NOT_A_CAPABILITY".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let err = shim
+        .runtime
+        .clone()
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(unknown),
+            sandbox_config: Some(config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+}

@@ -22,6 +22,24 @@ use crate::store::{Found, Freshness, running_pid};
 use crate::store::{Kind, Record};
 use crate::translate;
 
+/// The capability Docker refused as unknown (`invalid CapAdd: unknown
+/// capability: "CAP_PERFMON"`).
+fn refused_capability(error: &Error) -> Option<String> {
+    let Error::Docker {
+        source:
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 400,
+                message,
+            },
+        ..
+    } = error
+    else {
+        return None;
+    };
+    let rest = message.split("unknown capability:").nth(1)?;
+    Some(rest.trim().trim_matches('"').to_string()).filter(|c| c.starts_with("CAP_"))
+}
+
 fn label<'a>(inspect: &'a ContainerInspect, key: &str) -> Option<&'a str> {
     inspect
         .config
@@ -102,7 +120,15 @@ impl DockerCri {
             .and_then(|h| h.runtime.clone());
         let clamp = |v: i64| self.oom.clamp(v);
         let read_file = |path: &str| std::fs::read(path);
-        let grantable = crate::caps::restricted_bounding_set();
+        // "ALL" on a machine that cannot grant all: what it can grant, less
+        // what this daemon has refused as unknown (Docker 20.10 knows no
+        // CAP_PERFMON, CAP_BPF, CAP_CHECKPOINT_RESTORE).
+        let grantable = crate::caps::restricted_bounding_set().map(|caps| {
+            let refused = self.refused_capabilities.lock();
+            caps.into_iter()
+                .filter(|c| !refused.contains(*c))
+                .collect::<Vec<_>>()
+        });
         let facts = self.facts();
         let options = translate::container::ContainerOptions {
             sandbox_id: &sandbox_id,
@@ -121,10 +147,51 @@ impl DockerCri {
         };
         let (name, body) =
             translate::container::create_body(config, sandbox_config, image, &options)?;
-        let id = self.create_container_named(&name, body).await?;
+        let id = self
+            .create_with_known_capabilities(&name, body, config)
+            .await?;
         self.store.fetch(&id).await?;
         tracing::info!(container_id = %id, pod_sandbox_id = %sandbox_id, name, "container created");
         Ok(id)
+    }
+
+    /// Creates the container; a capability the shim added for "ALL" that
+    /// the daemon does not know is dropped (and remembered) and the create
+    /// tried again. One the client named itself stays an error.
+    async fn create_with_known_capabilities(
+        &self,
+        name: &str,
+        mut body: bollard::models::ContainerCreateBody,
+        config: &ContainerConfig,
+    ) -> Result<String> {
+        let named: Vec<String> = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.capabilities.as_ref())
+            .map(|c| {
+                c.add_capabilities
+                    .iter()
+                    .map(|cap| translate::capability_name(cap))
+                    .collect()
+            })
+            .unwrap_or_default();
+        loop {
+            let error = match self.create_container_named(name, body.clone()).await {
+                Ok(id) => return Ok(id),
+                Err(e) => e,
+            };
+            let Some(cap) = refused_capability(&error) else {
+                return Err(error);
+            };
+            let added = body.host_config.as_mut().and_then(|h| h.cap_add.as_mut());
+            let Some(added) = added.filter(|a| a.contains(&cap) && !named.contains(&cap)) else {
+                return Err(error);
+            };
+            added.retain(|c| *c != cap);
+            tracing::info!(capability = %cap, "Docker does not know this capability: left out of ALL");
+            self.refused_capabilities.lock().insert(cap);
+        }
     }
 
     /// The image ID of every image the container's image volumes name;
@@ -410,5 +477,28 @@ impl DockerCri {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_refusing_an_unknown_capability_is_recognised() {
+        let refused = Error::docker("creating container x")(
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 400,
+                message: "invalid CapAdd: unknown capability: \"CAP_PERFMON\"".into(),
+            },
+        );
+        assert_eq!(refused_capability(&refused).as_deref(), Some("CAP_PERFMON"));
+        let other = Error::docker("creating container x")(
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 400,
+                message: "invalid mount config".into(),
+            },
+        );
+        assert_eq!(refused_capability(&other), None);
     }
 }

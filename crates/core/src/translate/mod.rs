@@ -51,3 +51,24 @@ mod tests {
         );
     }
 }
+
+/// A capability as Docker names it in its answers: `net_admin` and
+/// `NET_ADMIN` are `CAP_NET_ADMIN`.
+pub fn capability_name(cap: &str) -> String {
+    let upper = cap.trim().to_ascii_uppercase();
+    if upper.starts_with("CAP_") || upper == "ALL" {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    }
+}
+
+#[cfg(test)]
+mod capability_tests {
+    #[test]
+    fn capability_names_as_docker_gives_them() {
+        assert_eq!(super::capability_name("net_admin"), "CAP_NET_ADMIN");
+        assert_eq!(super::capability_name("CAP_PERFMON"), "CAP_PERFMON");
+        assert_eq!(super::capability_name("all"), "ALL");
+    }
+}
