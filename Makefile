@@ -98,13 +98,13 @@ clean-state: clean
 test-env:
 	bash scripts/test-env.sh
 
-# Everything; then, on a machine the rest of the suite no longer loads, the
-# load test, which measures the release build (what nodes run).
+# Everything, against each Docker Engine of the matrix (the machine's 20.10,
+# Debian's 26.1 and 28.5, and 28.5 with the containerd image store); then,
+# on a machine the rest of the suite no longer loads, the load test, which
+# measures the release build (what nodes run). See scripts/test-matrix.sh.
 test: test-env pause-static
 	$(CARGO) build --release --bin cri-dockerd-rs
-	$(CARGO) nextest run --workspace --no-fail-fast -E 'not binary(load)'
-	CRID_RELEASE_BIN=$(CURDIR)/target/release/cri-dockerd-rs \
-	  $(CARGO) nextest run -p cri-dockerd-rs --test load --no-capture
+	CARGO=$(CARGO) bash scripts/test-matrix.sh
 
 unit:
 	$(CARGO) nextest run --workspace --lib --bins

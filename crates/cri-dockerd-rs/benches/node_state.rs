@@ -1,5 +1,7 @@
 //! The node-state figures, against the real daemon: `cargo bench -p
-//! cri-dockerd-rs --bench node_state` (root, after `make test-env`).
+//! cri-dockerd-rs --bench node_state` (root, after `make test-env`); with
+//! `CRID_TEST_ENGINE=28.5-containerd` (or another engine of the matrix)
+//! against that engine.
 //!
 //! With 100 pods of one running container each: p50 of the calls the
 //! kubelet makes every second (served from memory) beside Docker's own
@@ -18,7 +20,7 @@ use cri_dockerd_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::{container_config, containers, pods};
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
-use cri_dockerd_testkit::{Shim, test_env};
+use cri_dockerd_testkit::{Shim, test_daemon, test_env};
 use futures::StreamExt;
 use tonic::transport::Channel;
 
@@ -53,14 +55,6 @@ fn rss_mb(pid: u32) -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
-}
-
-fn pid_of(name: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == name).then_some(pid)
-    })
 }
 
 /// One pod with one running container; its ids.
@@ -205,7 +199,7 @@ async fn main() {
     .report();
 
     // CPU of a 1 Hz relist, and of a 1 Hz status sweep, over RELIST_SECONDS each.
-    let dockerd = pid_of("dockerd");
+    let dockerd = test_daemon().dockerd_pid();
     let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()

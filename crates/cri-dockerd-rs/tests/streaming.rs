@@ -522,7 +522,8 @@ async fn a_client_that_disconnects_leaves_nothing_running() {
         }
         assert!(
             Instant::now() < deadline,
-            "the exec outlived its client: {ps}"
+            "the exec outlived its client: {ps}\n{}",
+            shim.log_text()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

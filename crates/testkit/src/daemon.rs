@@ -96,6 +96,15 @@ impl TestDaemon {
         }
     }
 
+    /// The daemon's process, from its pid file.
+    pub fn dockerd_pid(&self) -> Option<u32> {
+        let file = match &self.bin_dir {
+            Some(bin) => bin.parent()?.join("docker.pid"),
+            None => "/var/run/docker.pid".into(),
+        };
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
     /// A `docker` CLI command that talks to this engine.
     pub fn cli(&self) -> std::process::Command {
         let mut command = std::process::Command::new("docker");

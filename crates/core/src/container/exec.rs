@@ -3,6 +3,7 @@
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use cri_dockerd_api::v1::ExecSyncResponse;
+use cri_dockerd_engine::Engine;
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -48,14 +49,51 @@ fn process_tree(pid: i64) -> Vec<i64> {
     order
 }
 
-/// SIGKILL to `pid` and everything below it.
+/// SIGKILL to `pid` and everything below it. The tree may still be
+/// growing (a shell about to fork its next command): each process is
+/// stopped first, so that none can fork after the tree was read, and the
+/// tree read again until no new process shows; then all are killed. Killing
+/// a parent that forks between the reading and the kill would leave its new
+/// child running, reparented away from the tree.
 pub(crate) fn kill_process_tree(pid: i64) {
-    for p in process_tree(pid) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    use nix::sys::signal::{Signal, kill};
+    let signal = |p: i64, s: Signal| {
+        let _ = kill(nix::unistd::Pid::from_raw(p as i32), s);
+    };
+    let mut stopped: Vec<i64> = Vec::new();
+    for _ in 0..16 {
+        let new: Vec<i64> = process_tree(pid)
+            .into_iter()
+            .filter(|p| !stopped.contains(p))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for p in new {
+            signal(p, Signal::SIGSTOP);
+            stopped.push(p);
+        }
     }
+    for p in stopped {
+        signal(p, Signal::SIGKILL);
+    }
+}
+
+/// The host pid of a running exec, once Docker has recorded it: Docker
+/// reports an exec running with pid 0 until its start has returned, which
+/// can be after the command already wrote output. `None` once it ended.
+pub(crate) async fn running_exec_pid(engine: &Engine, exec_id: &str) -> Option<i64> {
+    for _ in 0..100 {
+        let inspect = engine.inspect_exec(exec_id).await.ok()?;
+        if inspect.running != Some(true) {
+            return None;
+        }
+        if let Some(pid) = inspect.pid.filter(|p| *p > 0) {
+            return Some(pid);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
 }
 
 impl DockerCri {
@@ -151,10 +189,7 @@ impl DockerCri {
     /// Docker has no API to stop an exec: its process tree is killed from
     /// the host (the shim sees host PIDs, also under Docker-out-of-Docker).
     pub(crate) async fn kill_exec(&self, exec_id: &str) {
-        let Ok(inspect) = self.engine.inspect_exec(exec_id).await else {
-            return;
-        };
-        let Some(pid) = inspect.pid.filter(|p| *p > 0) else {
+        let Some(pid) = running_exec_pid(&self.engine, exec_id).await else {
             return;
         };
         for p in process_tree(pid) {

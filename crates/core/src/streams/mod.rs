@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::container::exec::kill_process_tree;
+use crate::container::exec::{kill_process_tree, running_exec_pid};
 use crate::store::running_pid;
 
 pub use cri_dockerd_engine::DockerEndpoint;
@@ -224,11 +224,7 @@ impl DockerStreams {
         if let Err(e) = finished {
             // The client went away mid-stream: nothing is left running for it.
             tracing::debug!(exec_id, error = %e, "exec client disconnected; killing the command");
-            if let Ok(inspect) = self.engine.inspect_exec(&exec_id).await
-                && let Some(pid) = inspect
-                    .pid
-                    .filter(|p| *p > 0 && inspect.running == Some(true))
-            {
+            if let Some(pid) = running_exec_pid(&self.engine, &exec_id).await {
                 kill_process_tree(pid);
             }
             return Outcome::Failed(format!("stream error: {e}"));
