@@ -562,15 +562,33 @@ async fn a_privileged_container_sees_host_devices() {
         .unwrap()
         .into_inner()
         .pod_sandbox_id;
+    // A privileged container runs without seccomp, whatever profile it
+    // names (Docker 28 would apply it).
+    let block_hostname = shim.dir.path().join("block-hostname.json");
+    std::fs::write(
+        &block_hostname,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["sethostname"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
     let mut privileged = sleeper("priv");
     privileged.linux = Some(LinuxContainerConfig {
         security_context: Some(LinuxContainerSecurityContext {
             privileged: true,
+            seccomp: Some(SecurityProfile {
+                profile_type: security_profile::ProfileType::Localhost as i32,
+                localhost_ref: block_hostname.display().to_string(),
+            }),
             ..Default::default()
         }),
         ..Default::default()
     });
     let privileged = containers::run(&shim.runtime, &pod_id, privileged, &config).await;
+    exec_stdout(
+        &shim.runtime,
+        &privileged,
+        &["hostname", "renamed-by-privileged"],
+    )
+    .await;
     let plain = containers::run(&shim.runtime, &pod_id, sleeper("plain"), &config).await;
     let host_devices = std::fs::read_dir("/dev").unwrap().count();
     let seen = exec_stdout(&shim.runtime, &privileged, &["ls", "-1", "/dev"])

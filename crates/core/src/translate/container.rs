@@ -489,9 +489,17 @@ pub fn create_body(
             host.masked_paths = Some(sc.masked_paths.clone()).filter(|p| !p.is_empty());
             host.readonly_paths = Some(sc.readonly_paths.clone()).filter(|p| !p.is_empty());
         }
-        let seccomp =
-            security::seccomp_choice(sc.seccomp.as_ref(), legacy_seccomp, Seccomp::Unconfined);
-        security_opt.extend(security::seccomp_security_opt(&seccomp, options.read_file)?);
+        if sc.privileged {
+            // A privileged container runs without seccomp whatever profile
+            // it names, as the CRI's runtimes do. Docker 20.10 ignored the
+            // profile of a privileged container itself; Docker 28 applies
+            // it (a profile blocking sethostname then blocks it).
+            security_opt.push("seccomp=unconfined".into());
+        } else {
+            let seccomp =
+                security::seccomp_choice(sc.seccomp.as_ref(), legacy_seccomp, Seccomp::Unconfined);
+            security_opt.extend(security::seccomp_security_opt(&seccomp, options.read_file)?);
+        }
     } else {
         // The kubelet's default, and cri-dockerd's for a missing profile.
         security_opt.push("seccomp=unconfined".into());
@@ -749,6 +757,30 @@ mod tests {
         let parsed: HashMap<String, String> = serde_json::from_str(&label).unwrap();
         assert_eq!(parsed["/b"], "registry.example/models:v1");
         assert_eq!(parsed.len(), 3);
+    }
+
+    #[test]
+    fn a_privileged_container_ignores_its_seccomp_profile() {
+        let mut c = ctr();
+        c.linux = Some(cri_dockerd_api::v1::LinuxContainerConfig {
+            security_context: Some(cri_dockerd_api::v1::LinuxContainerSecurityContext {
+                privileged: true,
+                seccomp: Some(cri_dockerd_api::v1::SecurityProfile {
+                    profile_type: cri_dockerd_api::v1::security_profile::ProfileType::Localhost
+                        as i32,
+                    localhost_ref: "/nonexistent/block-hostname.json".into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let host = body(&c).host_config.unwrap();
+        assert_eq!(host.privileged, Some(true));
+        assert_eq!(
+            host.security_opt.unwrap(),
+            vec!["seccomp=unconfined".to_string()],
+            "no profile read, none sent"
+        );
     }
 
     #[test]
