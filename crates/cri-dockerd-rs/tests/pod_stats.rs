@@ -5,80 +5,17 @@
 //! ListPodSandboxMetrics are checked against the cgroup files themselves.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cri_dockerd_api::v1::*;
 use cri_dockerd_testkit::cri::{container_config, containers, pod_config, pods};
 use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
+use cri_dockerd_testkit::pod_cgroup::{Layout, PodCgroup};
 use cri_dockerd_testkit::{Shim, test_env};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cri-dockerd-rs");
 const MIB: i64 = 1 << 20;
 const POD_LIMIT: u64 = 256 << 20;
-
-/// A pod cgroup made the kubelet's way before RunPodSandbox (cgroup v1,
-/// cgroupfs), removed from every controller when the test ends.
-struct PodCgroup {
-    name: String,
-}
-
-impl PodCgroup {
-    fn create(name: String, memory_limit: u64) -> Self {
-        let memory = PathBuf::from("/sys/fs/cgroup/memory").join(&name);
-        std::fs::create_dir_all(&memory).unwrap();
-        std::fs::write(
-            memory.join("memory.limit_in_bytes"),
-            memory_limit.to_string(),
-        )
-        .unwrap();
-        Self { name }
-    }
-
-    fn memory_file(&self, file: &str) -> String {
-        std::fs::read_to_string(
-            PathBuf::from("/sys/fs/cgroup/memory")
-                .join(&self.name)
-                .join(file),
-        )
-        .unwrap()
-    }
-}
-
-impl PodCgroup {
-    /// Removes the pod's directories (and any container directory left)
-    /// from every controller; whether nothing is left.
-    fn remove_dirs(&self) -> bool {
-        let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else {
-            return true;
-        };
-        let mut clean = true;
-        for controller in controllers.flatten() {
-            let dir = controller.path().join(&self.name);
-            if !dir.is_dir() {
-                continue;
-            }
-            if let Ok(children) = std::fs::read_dir(&dir) {
-                for child in children.flatten().filter(|c| c.path().is_dir()) {
-                    let _ = std::fs::remove_dir(child.path());
-                }
-            }
-            clean &= std::fs::remove_dir(&dir).is_ok();
-        }
-        clean
-    }
-}
-
-impl Drop for PodCgroup {
-    fn drop(&mut self) {
-        // The runtime removes a stopped container's cgroups shortly after
-        // Docker answers; the pod's directory empties then.
-        let started = Instant::now();
-        while !self.remove_dirs() && started.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 async fn wait_for_log(
     client: &runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
@@ -141,13 +78,14 @@ fn knock(ip: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pod_stats_and_metrics_come_from_the_pod_cgroup_and_namespace() {
-    test_env().await;
+    let env = test_env().await;
     let shim = Shim::builder(BIN).with_cni().start().await;
     let uid = shim.pod_uid("stats");
-    let cgroup = PodCgroup::create(format!("crid-test-pod{uid}"), POD_LIMIT);
+    let driver = env.engine.info().await.unwrap().cgroup_driver.unwrap_or_default();
+    let cgroup = PodCgroup::create(Layout::detect(&driver), &uid, POD_LIMIT);
     let mut config = pod_config("stats", "default", &uid);
     config.log_directory = shim.dir.path().join("pods/stats").display().to_string();
-    config.linux.as_mut().unwrap().cgroup_parent = format!("/{}", cgroup.name);
+    config.linux.as_mut().unwrap().cgroup_parent = cgroup.parent.clone();
     let pod = pods::run(&shim.runtime, config.clone()).await.unwrap();
 
     // 32 MiB of shared memory (never inactive file pages, so in the
@@ -201,11 +139,7 @@ async fn pod_stats_and_metrics_come_from_the_pod_cgroup_and_namespace() {
     assert!(working_set >= 32 << 20, "the shared memory: {working_set}");
     assert!(value(&memory.usage_bytes) >= working_set);
     assert_eq!(value(&memory.available_bytes), POD_LIMIT - working_set);
-    let usage_now: u64 = cgroup
-        .memory_file("memory.usage_in_bytes")
-        .trim()
-        .parse()
-        .unwrap();
+    let usage_now = cgroup.memory_usage();
     assert!(
         usage_now.abs_diff(value(&memory.usage_bytes)) < 8 << 20,
         "pod usage {} against the cgroup's {usage_now}",
@@ -334,11 +268,7 @@ async fn pod_stats_and_metrics_come_from_the_pod_cgroup_and_namespace() {
     );
     let (pod_limit, labels) = find(&mine.metrics, "container_spec_memory_limit_bytes", "");
     assert_eq!(pod_limit, POD_LIMIT, "the pod cgroup's own series");
-    assert_eq!(
-        labels[1],
-        format!("/{}", cgroup.name),
-        "cAdvisor's id: the cgroup path"
-    );
+    assert_eq!(labels[1], cgroup.path, "cAdvisor's id: the cgroup path");
     let (pod_processes, _) = find(&mine.metrics, "container_processes", "");
     assert_eq!(pod_processes, 6);
 
@@ -352,7 +282,7 @@ async fn pod_stats_and_metrics_come_from_the_pod_cgroup_and_namespace() {
     };
     let (processes, labels) = find(of(&workers), "container_processes", "workers");
     assert_eq!(processes, 3);
-    assert_eq!(labels[1], format!("/{}/{workers}", cgroup.name));
+    assert_eq!(labels[1], cgroup.container_path(&workers));
     assert_eq!(labels[2], BUSYBOX_IMAGE);
     assert!(
         labels[3].starts_with("k8s_workers_stats_default_"),

@@ -14,6 +14,7 @@ pub mod images;
 pub mod kubeapi;
 pub mod metrics;
 pub mod netns;
+pub mod pod_cgroup;
 pub mod private_docker;
 pub mod registry;
 pub mod shim;
