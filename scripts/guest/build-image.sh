@@ -119,7 +119,9 @@ visit() {
   path=$(awk -F: -v m="/$name.ko" 'index($1, m) {print $1; exit}' "$modules/modules.dep")
   [ -n "$path" ] || return 0     # built into the kernel
   for seen in "${order[@]:-}"; do [ "$seen" = "$path" ] && return 0; done
-  for dep in $(awk -F: -v p="$path" '$1 == p {print $2}' "$modules/modules.dep"); do
+  local deps
+  read -ra deps <<<"$(awk -F: -v p="$path" '$1 == p {print $2}' "$modules/modules.dep")"
+  for dep in "${deps[@]}"; do
     dep=${dep##*/}; visit "${dep%%.ko*}"
   done
   order+=("$path")
@@ -156,7 +158,7 @@ chmod 0755 "$initrd/init"
 # --- the disk -----------------------------------------------------------------
 log "making the ext4 image ($size)"
 rm -f "$work/rootfs.img"
-mkfs.ext4 -q -F -L crid-guest -d "$rootfs" "$work/rootfs.img" "$size"
+mkfs.ext4 -q -F -L crid-guest -d "$rootfs" "$work/rootfs.img" "$size" >&2
 rm -rf "$rootfs" "$initrd"
 
 rm -rf "$out"

@@ -81,6 +81,8 @@ while read -r name command; do
   [ -n "$name" ] || continue
   log "running $name"
   started=$(date +%s)
+  # RUN_ENV is a list of NAME=VALUE words.
+  # shellcheck disable=SC2086
   (cd "$REPO" && env $RUN_ENV sh -c "$command") >"$share/results/$name.log" 2>&1
   status=$?
   echo "$status $(( $(date +%s) - started ))" >"$share/results/$name.status"

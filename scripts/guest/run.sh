@@ -43,7 +43,7 @@ find "$state/guest-runs" -mindepth 1 -maxdepth 1 -type d | sort | head -n -5 | x
 : >"$run/plan"
 for spec in "$@"; do
   name=${spec%%=*}; command=${spec#*=}
-  [ -n "$name" ] && [ "$name" != "$spec" ] || die "not NAME=COMMAND: $spec"
+  if [ -z "$name" ] || [ "$name" = "$spec" ]; then die "not NAME=COMMAND: $spec"; fi
   printf '%s %s\n' "$name" "$command" >>"$run/plan"
 done
 

@@ -81,7 +81,13 @@ async fn pod_stats_and_metrics_come_from_the_pod_cgroup_and_namespace() {
     let env = test_env().await;
     let shim = Shim::builder(BIN).with_cni().start().await;
     let uid = shim.pod_uid("stats");
-    let driver = env.engine.info().await.unwrap().cgroup_driver.unwrap_or_default();
+    let driver = env
+        .engine
+        .info()
+        .await
+        .unwrap()
+        .cgroup_driver
+        .unwrap_or_default();
     let cgroup = PodCgroup::create(Layout::detect(&driver), &uid, POD_LIMIT);
     let mut config = pod_config("stats", "default", &uid);
     config.log_directory = shim.dir.path().join("pods/stats").display().to_string();

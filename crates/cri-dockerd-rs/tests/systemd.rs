@@ -341,6 +341,7 @@ fn units_have_cri_dockerds_shape_and_pass_systemd_analyze_verify() {
         ("SocketMode", "0660"),
         ("SocketGroup", "docker"),
         ("PartOf", "cri-docker.service"),
+        ("RemoveOnStop", "yes"),
     ] {
         assert!(has(&socket, key, value), "cri-docker.socket: {key}={value}");
     }

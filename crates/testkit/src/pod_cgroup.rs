@@ -68,7 +68,8 @@ impl PodCgroup {
                 let name = format!("crid-test-pod{uid}");
                 let dir = PathBuf::from("/sys/fs/cgroup/memory").join(&name);
                 std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(dir.join("memory.limit_in_bytes"), memory_limit.to_string()).unwrap();
+                std::fs::write(dir.join("memory.limit_in_bytes"), memory_limit.to_string())
+                    .unwrap();
                 Self {
                     layout,
                     parent: format!("/{name}"),
@@ -148,7 +149,9 @@ impl PodCgroup {
     fn remove(&self) -> bool {
         match self.layout {
             Layout::V2Systemd => {
-                let _ = Command::new("systemctl").args(["stop", &self.parent]).output();
+                let _ = Command::new("systemctl")
+                    .args(["stop", &self.parent])
+                    .output();
                 !self.dir.exists()
             }
             Layout::V2Cgroupfs => {

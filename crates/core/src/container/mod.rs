@@ -22,6 +22,33 @@ use crate::store::{Found, Freshness, running_pid};
 use crate::store::{Kind, Record};
 use crate::translate;
 
+/// Where the kernel lists the AppArmor profiles it has loaded.
+const APPARMOR_PROFILES: &str = "/sys/kernel/security/apparmor/profiles";
+
+/// A container that names an AppArmor profile the kernel has not loaded is
+/// refused at once (Docker would only fail to start it). Where the list
+/// cannot be read (AppArmor off, or securityfs not visible to the shim),
+/// Docker decides.
+fn check_apparmor_profile(body: &bollard::models::ContainerCreateBody) -> Result<()> {
+    let options = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.security_opt.as_deref())
+        .unwrap_or_default();
+    let Some(profile) = translate::security::named_apparmor_profile(options) else {
+        return Ok(());
+    };
+    let Ok(loaded) = std::fs::read_to_string(APPARMOR_PROFILES) else {
+        return Ok(());
+    };
+    if translate::security::apparmor_profile_loaded(&loaded, profile) {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(format!(
+        "AppArmor profile {profile:?} is not loaded on this node (load it with apparmor_parser)"
+    )))
+}
+
 /// The capability Docker refused as unknown (`invalid CapAdd: unknown
 /// capability: "CAP_PERFMON"`).
 fn refused_capability(error: &Error) -> Option<String> {
@@ -147,6 +174,7 @@ impl DockerCri {
         };
         let (name, body) =
             translate::container::create_body(config, sandbox_config, image, &options)?;
+        check_apparmor_profile(&body)?;
         let id = self
             .create_with_known_capabilities(&name, body, config)
             .await?;

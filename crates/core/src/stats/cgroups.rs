@@ -335,6 +335,55 @@ impl ContainerCgroup {
         Ok(pids)
     }
 
+    /// Pressure stall information for `cpu`, `memory` or `io` (cgroup v2,
+    /// on kernels with PSI on): `None` where the kernel keeps none.
+    pub fn pressure(&self, resource: &str) -> Option<Pressure> {
+        let text = std::fs::read_to_string(self.v2(&format!("{resource}.pressure"))?).ok()?;
+        parse_pressure(&text)
+    }
+
+    /// Bytes and operations read and written, per block device: cgroup v2's
+    /// `io.stat`, or v1's blkio counters (those of the throttle policy,
+    /// which every kernel keeps).
+    pub fn io(&self) -> Option<Vec<DeviceIo>> {
+        if let Some(path) = self.v2("io.stat") {
+            return Some(parse_io_stat(&std::fs::read_to_string(path).ok()?));
+        }
+        let bytes =
+            std::fs::read_to_string(self.v1("blkio", "blkio.throttle.io_service_bytes_recursive")?)
+                .ok()?;
+        let ops = self
+            .v1("blkio", "blkio.throttle.io_serviced_recursive")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        Some(parse_blkio(&bytes, &ops))
+    }
+
+    /// Swap in use and the swap limit (v2 `memory.swap.*`; v1 the
+    /// memory+swap counters less memory).
+    pub fn swap(&self) -> Option<Swap> {
+        if let Some(usage) = self.v2("memory.swap.current") {
+            return Some(Swap {
+                usage: read_u64(&usage)?,
+                limit: self
+                    .v2("memory.swap.max")
+                    .and_then(|p| read_u64(&p))
+                    .filter(|l| *l < UNLIMITED),
+            });
+        }
+        let file = |name: &str| self.v1("memory", name).and_then(|p| read_u64(&p));
+        let with_swap = file("memory.memsw.usage_in_bytes")?;
+        let memory = file("memory.usage_in_bytes")?;
+        let limit = file("memory.memsw.limit_in_bytes")
+            .filter(|l| *l < UNLIMITED)
+            .zip(file("memory.limit_in_bytes"))
+            .map(|(both, memory)| both.saturating_sub(memory));
+        Some(Swap {
+            usage: with_swap.saturating_sub(memory),
+            limit,
+        })
+    }
+
     /// Hugepage limits (`2MB`, `1GB` page sizes, as the kubelet sends them).
     pub fn set_hugepage_limit(&self, page_size: &str, limit: u64) -> std::io::Result<()> {
         let path = match &self.dirs {
@@ -360,6 +409,107 @@ impl ContainerCgroup {
     }
 }
 
+/// `some avg10=0.00 avg60=0.00 avg300=0.00 total=0` and its `full` line.
+pub fn parse_pressure(text: &str) -> Option<Pressure> {
+    let mut pressure = Pressure::default();
+    let mut seen = false;
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let target = match fields.next() {
+            Some("some") => &mut pressure.some,
+            Some("full") => &mut pressure.full,
+            _ => continue,
+        };
+        let mut data = PressureData::default();
+        for field in fields {
+            let Some((key, value)) = field.split_once('=') else {
+                continue;
+            };
+            match key {
+                "avg10" => data.avg10 = value.parse().unwrap_or(0.0),
+                "avg60" => data.avg60 = value.parse().unwrap_or(0.0),
+                "avg300" => data.avg300 = value.parse().unwrap_or(0.0),
+                "total" => data.total_us = value.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        *target = Some(data);
+        seen = true;
+    }
+    seen.then_some(pressure)
+}
+
+/// cgroup v2's `io.stat`: `8:0 rbytes=1 wbytes=2 rios=3 wios=4 ...`.
+pub fn parse_io_stat(text: &str) -> Vec<DeviceIo> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let device = parse_device(fields.next()?)?;
+            let mut io = DeviceIo {
+                device,
+                ..Default::default()
+            };
+            for field in fields {
+                let Some((key, value)) = field.split_once('=') else {
+                    continue;
+                };
+                let value = value.parse().unwrap_or(0);
+                match key {
+                    "rbytes" => io.read_bytes = value,
+                    "wbytes" => io.write_bytes = value,
+                    "rios" => io.reads = value,
+                    "wios" => io.writes = value,
+                    _ => {}
+                }
+            }
+            Some(io)
+        })
+        .collect()
+}
+
+/// cgroup v1's blkio counters: `8:0 Read 4096` lines, bytes and ops apart.
+pub fn parse_blkio(bytes: &str, ops: &str) -> Vec<DeviceIo> {
+    let mut devices: Vec<DeviceIo> = Vec::new();
+    let mut apply = |text: &str, is_bytes: bool| {
+        for line in text.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(device), Some(op), Some(value)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let (Some(device), Ok(value)) = (parse_device(device), value.parse::<u64>()) else {
+                continue;
+            };
+            let entry = match devices.iter().position(|d| d.device == device) {
+                Some(i) => &mut devices[i],
+                None => {
+                    devices.push(DeviceIo {
+                        device,
+                        ..Default::default()
+                    });
+                    devices.last_mut().expect("just pushed")
+                }
+            };
+            match (op, is_bytes) {
+                ("Read", true) => entry.read_bytes = value,
+                ("Write", true) => entry.write_bytes = value,
+                ("Read", false) => entry.reads = value,
+                ("Write", false) => entry.writes = value,
+                _ => {}
+            }
+        }
+    };
+    apply(bytes, true);
+    apply(ops, false);
+    devices
+}
+
+fn parse_device(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 /// cgroup v2 `cpu.max`: "<quota|max> <period>".
 fn parse_cpu_max(text: &str) -> (u64, u64) {
     let mut parts = text.split_whitespace();
@@ -375,6 +525,39 @@ fn weight_to_shares(weight: u64) -> u64 {
         return 0;
     }
     2 + (weight.saturating_sub(1) * 262_142) / 9_999
+}
+
+/// A cgroup's pressure stall information.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pressure {
+    pub some: Option<PressureData>,
+    pub full: Option<PressureData>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PressureData {
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    /// Stalled time, microseconds.
+    pub total_us: u64,
+}
+
+/// One block device's I/O by a cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceIo {
+    /// `(major, minor)`.
+    pub device: (u32, u32),
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub reads: u64,
+    pub writes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swap {
+    pub usage: u64,
+    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -636,5 +819,72 @@ mod tests {
         // runc maps the default 1024 shares to weight 39; 100 is about 2600.
         assert_eq!(weight_to_shares(100), 2597);
         assert_eq!(cpu.throttled_ns, 7000);
+    }
+
+    #[test]
+    fn pressure_io_and_swap_files() {
+        let p = parse_pressure(
+            "some avg10=1.50 avg60=0.25 avg300=0.00 total=123456\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=42\n",
+        )
+        .unwrap();
+        let some = p.some.unwrap();
+        assert_eq!((some.avg10, some.avg60, some.total_us), (1.5, 0.25, 123456));
+        assert_eq!(p.full.unwrap().total_us, 42);
+        // cpu.pressure of older kernels has no full line.
+        let cpu_only = parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=7\n").unwrap();
+        assert!(cpu_only.full.is_none());
+        assert_eq!(parse_pressure(""), None);
+
+        let io = parse_io_stat(
+            "254:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n",
+        );
+        assert_eq!(io.len(), 2);
+        assert_eq!(io[0].device, (254, 0));
+        assert_eq!(
+            (
+                io[0].read_bytes,
+                io[0].write_bytes,
+                io[0].reads,
+                io[0].writes
+            ),
+            (4096, 8192, 1, 2)
+        );
+        let v1 = parse_blkio(
+            "8:0 Read 4096\n8:0 Write 512\n8:0 Sync 0\n8:0 Total 4608\nTotal 4608\n",
+            "8:0 Read 2\n8:0 Write 1\n",
+        );
+        assert_eq!(
+            v1,
+            vec![DeviceIo {
+                device: (8, 0),
+                read_bytes: 4096,
+                write_bytes: 512,
+                reads: 2,
+                writes: 1
+            }]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        write(&d, "memory.swap.current", "4096\n");
+        write(&d, "memory.swap.max", "max\n");
+        write(
+            &d,
+            "cpu.pressure",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=9\n",
+        );
+        let cg = ContainerCgroup {
+            path: "/pod".into(),
+            dirs: Dirs::V2(d),
+        };
+        assert_eq!(
+            cg.swap(),
+            Some(Swap {
+                usage: 4096,
+                limit: None
+            })
+        );
+        assert_eq!(cg.pressure("cpu").unwrap().some.unwrap().total_us, 9);
+        assert_eq!(cg.pressure("memory"), None, "no file, no figures");
     }
 }

@@ -18,7 +18,7 @@ use crate::docker_cri::DockerCri;
 use crate::error::Result;
 use crate::naming;
 use crate::stats::InterfaceCounters;
-use crate::stats::cgroups::{ContainerCgroup, Cpu, Memory};
+use crate::stats::cgroups::{ContainerCgroup, Cpu, DeviceIo, Memory};
 use crate::stats::fs_usage::{Filesystem, Usage};
 use crate::store::{Kind, Phase, Record};
 
@@ -101,6 +101,10 @@ const FS_USAGE: &str = "container_fs_usage_bytes";
 const FS_LIMIT: &str = "container_fs_limit_bytes";
 const FS_INODES_TOTAL: &str = "container_fs_inodes_total";
 const FS_INODES_FREE: &str = "container_fs_inodes_free";
+const FS_READS_BYTES: &str = "container_fs_reads_bytes_total";
+const FS_WRITES_BYTES: &str = "container_fs_writes_bytes_total";
+const FS_READS: &str = "container_fs_reads_total";
+const FS_WRITES: &str = "container_fs_writes_total";
 const START_TIME: &str = "container_start_time_seconds";
 const LAST_SEEN: &str = "container_last_seen";
 const RX_BYTES: &str = "container_network_receive_bytes_total";
@@ -215,6 +219,26 @@ const FAMILIES: &[Family] = &[
         "Free inodes of the filesystem holding the writable layer.",
         Extra::Device,
     ),
+    counter(
+        FS_READS_BYTES,
+        "Bytes read from a block device (io.stat on cgroup v2, blkio on v1).",
+        Extra::Device,
+    ),
+    counter(
+        FS_WRITES_BYTES,
+        "Bytes written to a block device.",
+        Extra::Device,
+    ),
+    counter(
+        FS_READS,
+        "Reads completed from a block device.",
+        Extra::Device,
+    ),
+    counter(
+        FS_WRITES,
+        "Writes completed to a block device.",
+        Extra::Device,
+    ),
     gauge(
         START_TIME,
         "When the container was created, in seconds since the epoch.",
@@ -326,6 +350,8 @@ pub struct Readings {
     pub threads: Option<u64>,
     /// The writable layer, and the filesystem it lives on.
     pub writable_layer: Option<(Usage, Filesystem)>,
+    /// Block I/O per device, with the device's name (`/dev/vda`).
+    pub io: Vec<(String, DeviceIo)>,
     pub created_s: Option<u64>,
 }
 
@@ -414,6 +440,13 @@ pub fn container_series(labels: &SeriesLabels, readings: &Readings, timestamp: i
         series.push(FS_INODES_TOTAL, fs.inodes_total, device);
         series.push(FS_INODES_FREE, fs.inodes_free, device);
     }
+    for (device, io) in &readings.io {
+        let device = Some(device.as_str());
+        series.push(FS_READS_BYTES, io.read_bytes, device);
+        series.push(FS_WRITES_BYTES, io.write_bytes, device);
+        series.push(FS_READS, io.reads, device);
+        series.push(FS_WRITES, io.writes, device);
+    }
     if let Some(created) = readings.created_s {
         series.push(START_TIME, created, None);
     }
@@ -452,8 +485,28 @@ fn readings_of(cgroup: &ContainerCgroup) -> Readings {
         memory: cgroup.memory_in_full(),
         processes: cgroup.process_count(),
         threads: cgroup.thread_count(),
+        io: cgroup
+            .io()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|io| (device_name(io.device), io))
+            .collect(),
         ..Readings::default()
     }
+}
+
+/// A block device's name as cAdvisor gives it (`/dev/vda`), from sysfs;
+/// `major:minor` when sysfs does not say.
+fn device_name((major, minor): (u32, u32)) -> String {
+    std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
+        .ok()
+        .and_then(|uevent| {
+            uevent
+                .lines()
+                .find_map(|l| l.strip_prefix("DEVNAME="))
+                .map(|name| format!("/dev/{name}"))
+        })
+        .unwrap_or_else(|| format!("{major}:{minor}"))
 }
 
 fn image_of(record: &Record) -> String {
@@ -649,6 +702,16 @@ mod tests {
                     inodes_free: 50,
                 },
             )),
+            io: vec![(
+                "/dev/vda".into(),
+                DeviceIo {
+                    device: (254, 0),
+                    read_bytes: 4096,
+                    write_bytes: 8192,
+                    reads: 1,
+                    writes: 2,
+                },
+            )],
             created_s: Some(1_700_000_000),
         };
         let mut all = container_series(&labels(), &readings, 5_000_000_000);
@@ -690,6 +753,12 @@ mod tests {
             (fs, fs_labels.last().unwrap().as_str()),
             (4096, "/dev/sda1")
         );
+        let (written, io_labels) = value(FS_WRITES_BYTES);
+        assert_eq!(
+            (written, io_labels.last().unwrap().as_str()),
+            (8192, "/dev/vda")
+        );
+        assert_eq!(value(FS_READS).0, 1);
         let (rx, rx_labels) = value(RX_BYTES);
         assert_eq!((rx, rx_labels.last().unwrap().as_str()), (7, "eth0"));
         assert_eq!(value(LAST_SEEN).0, 5);

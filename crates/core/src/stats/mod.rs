@@ -12,15 +12,16 @@ use parking_lot::Mutex;
 
 use cri_dockerd_api::v1::{
     ContainerAttributes, ContainerStats, ContainerStatsFilter, CpuUsage, FilesystemIdentifier,
-    FilesystemUsage, LinuxPodSandboxStats, MemoryUsage, NetworkInterfaceUsage, NetworkUsage,
-    PodSandboxAttributes, PodSandboxStats, PodSandboxStatsFilter, ProcessUsage, UInt64Value,
+    FilesystemUsage, IoUsage, LinuxPodSandboxStats, MemoryUsage, NetworkInterfaceUsage,
+    NetworkUsage, PodSandboxAttributes, PodSandboxStats, PodSandboxStatsFilter, ProcessUsage,
+    PsiData, PsiStats, SwapUsage, UInt64Value,
 };
 
 use crate::docker_cri::DockerCri;
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::naming;
-use crate::stats::cgroups::{CgroupMounts, ContainerCgroup};
+use crate::stats::cgroups::{CgroupMounts, ContainerCgroup, Pressure, PressureData};
 use crate::store::running_pid;
 use crate::store::{Kind, Phase, id_matches};
 
@@ -167,6 +168,10 @@ impl StatsState {
 struct Sample {
     cpu_ns: u64,
     memory: Option<crate::stats::cgroups::Memory>,
+    /// Pressure stalls of one cgroup (cgroup v2): never added up.
+    cpu_pressure: Option<Pressure>,
+    memory_pressure: Option<Pressure>,
+    io_pressure: Option<Pressure>,
 }
 
 impl Sample {
@@ -174,8 +179,33 @@ impl Sample {
         Self {
             cpu_ns: cgroup.cpu_usage_ns().unwrap_or(0),
             memory: cgroup.memory(),
+            cpu_pressure: cgroup.pressure("cpu"),
+            memory_pressure: cgroup.pressure("memory"),
+            io_pressure: cgroup.pressure("io"),
         }
     }
+}
+
+/// The kernel's pressure stall figures as the CRI carries them.
+fn psi(pressure: Option<Pressure>) -> Option<PsiStats> {
+    let p = pressure?;
+    let data = |d: PressureData| PsiData {
+        total: d.total_us,
+        avg10: d.avg10,
+        avg60: d.avg60,
+        avg300: d.avg300,
+    };
+    Some(PsiStats {
+        full: p.full.map(data),
+        some: p.some.map(data),
+    })
+}
+
+fn io_usage(timestamp: i64, pressure: Option<Pressure>) -> Option<IoUsage> {
+    psi(pressure).map(|psi| IoUsage {
+        timestamp,
+        psi: Some(psi),
+    })
 }
 
 impl DockerCri {
@@ -207,7 +237,8 @@ impl DockerCri {
         Ok(Some(facts))
     }
 
-    fn cpu_usage(&self, id: &str, timestamp: i64, cpu_ns: u64) -> CpuUsage {
+    fn cpu_usage(&self, id: &str, timestamp: i64, sample: &Sample) -> CpuUsage {
+        let cpu_ns = sample.cpu_ns;
         let previous = self.stats.swap_cpu_sample(id, timestamp, cpu_ns);
         let nano_cores = previous.and_then(|(t, c)| nano_cores(t, c, timestamp, cpu_ns));
         CpuUsage {
@@ -215,15 +246,12 @@ impl DockerCri {
             usage_core_nano_seconds: uint(cpu_ns),
             usage_nano_cores: nano_cores.and_then(uint),
             // Pressure stall figures exist on cgroup v2 only.
-            psi: None,
+            psi: psi(sample.cpu_pressure),
         }
     }
 
-    fn memory_usage(
-        timestamp: i64,
-        memory: Option<crate::stats::cgroups::Memory>,
-    ) -> Option<MemoryUsage> {
-        let m = memory?;
+    fn memory_usage(timestamp: i64, sample: &Sample) -> Option<MemoryUsage> {
+        let m = sample.memory?;
         Some(MemoryUsage {
             timestamp,
             working_set_bytes: uint(m.working_set),
@@ -235,7 +263,7 @@ impl DockerCri {
             rss_bytes: uint(m.rss),
             page_faults: uint(m.page_faults),
             major_page_faults: uint(m.major_page_faults),
-            psi: None,
+            psi: psi(sample.memory_pressure),
         })
     }
 
@@ -267,12 +295,17 @@ impl DockerCri {
             ));
         };
         let sample = Sample::of(&facts.cgroup);
+        let swap = facts.cgroup.swap().map(|s| SwapUsage {
+            timestamp,
+            swap_available_bytes: s.limit.map(|l| l.saturating_sub(s.usage)).and_then(uint),
+            swap_usage_bytes: uint(s.usage),
+        });
         let stats = ContainerStats {
-            cpu: Some(self.cpu_usage(&attributes.id, timestamp, sample.cpu_ns)),
-            memory: Self::memory_usage(timestamp, sample.memory),
+            cpu: Some(self.cpu_usage(&attributes.id, timestamp, &sample)),
+            memory: Self::memory_usage(timestamp, &sample),
             writable_layer: self.writable_layer(&attributes.id, timestamp).await,
-            swap: None,
-            io: None,
+            swap,
+            io: io_usage(timestamp, sample.io_pressure),
             attributes: Some(attributes),
         };
         Ok((stats, sample))
@@ -487,13 +520,9 @@ impl DockerCri {
             });
         Ok(PodSandboxStats {
             linux: Some(LinuxPodSandboxStats {
-                cpu: Some(self.cpu_usage(
-                    &format!("pod:{}", attributes.id),
-                    timestamp,
-                    total.cpu_ns,
-                )),
+                cpu: Some(self.cpu_usage(&format!("pod:{}", attributes.id), timestamp, &total)),
                 memory: if memory_seen {
-                    Self::memory_usage(timestamp, total.memory)
+                    Self::memory_usage(timestamp, &total)
                 } else {
                     None
                 },
@@ -503,7 +532,7 @@ impl DockerCri {
                     process_count: uint(processes),
                 }),
                 containers: container_stats,
-                io: None,
+                io: io_usage(timestamp, total.io_pressure),
             }),
             attributes: Some(attributes),
             windows: None,

@@ -89,6 +89,27 @@ pub fn apparmor_security_opt(profile: Option<&SecurityProfile>, legacy: &str) ->
     }
 }
 
+/// The AppArmor profile a Docker security option names, when it names one
+/// of the node's own (`apparmor=<name>`, not `unconfined`).
+pub fn named_apparmor_profile(security_opt: &[String]) -> Option<&str> {
+    security_opt
+        .iter()
+        .find_map(|o| o.strip_prefix("apparmor="))
+        .filter(|p| *p != "unconfined")
+}
+
+/// Whether the kernel's list of loaded profiles
+/// (`/sys/kernel/security/apparmor/profiles`: `name (mode)` a line) holds
+/// `name`.
+pub fn apparmor_profile_loaded(profiles: &str, name: &str) -> bool {
+    profiles.lines().any(|line| {
+        line.rsplit_once(" (")
+            .map_or(line, |(profile, _)| profile)
+            .trim()
+            == name
+    })
+}
+
 /// `label=user:...`, `label=role:...`, `label=type:...`, `label=level:...`.
 pub fn selinux_security_opts(options: Option<&SeLinuxOption>) -> Vec<String> {
     let Some(o) = options else {
@@ -166,6 +187,24 @@ mod tests {
         );
         assert!(seccomp_security_opt(&Seccomp::Localhost("/missing".into()), &none).is_err());
         assert!(seccomp_security_opt(&Seccomp::Localhost("relative".into()), &read).is_err());
+    }
+
+    #[test]
+    fn loaded_apparmor_profiles_are_found_by_name() {
+        let profiles = "docker-default (enforce)\ncrid test (complain)\n/usr/bin/man (enforce)\n";
+        assert!(apparmor_profile_loaded(profiles, "docker-default"));
+        assert!(apparmor_profile_loaded(profiles, "crid test"));
+        assert!(apparmor_profile_loaded(profiles, "/usr/bin/man"));
+        assert!(!apparmor_profile_loaded(profiles, "docker"));
+        let opts = vec![
+            "seccomp=unconfined".to_string(),
+            "apparmor=k8s-x".to_string(),
+        ];
+        assert_eq!(named_apparmor_profile(&opts), Some("k8s-x"));
+        assert_eq!(
+            named_apparmor_profile(&["apparmor=unconfined".to_string()]),
+            None
+        );
     }
 
     #[test]
