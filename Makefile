@@ -30,7 +30,7 @@ COMPOSE := $(shell if docker compose version >/dev/null 2>&1; then echo "docker 
 COMPOSE_ENV = CRID_IMAGE=$(IMAGE) PAUSE_IMAGE=$(PAUSE_IMAGE) \
 	CGROUP_DRIVER=$$(docker info --format '{{.CgroupDriver}}' 2>/dev/null)
 
-.PHONY: all binary build up down clean clean-state logs crictl pause-static test test-env unit lint fmt check-compose deb print-build-args
+.PHONY: all binary build up down clean clean-state logs crictl pause-static test test-env test-guest unit lint fmt check-compose deb print-build-args
 
 all: binary
 
@@ -99,12 +99,19 @@ test-env:
 	bash scripts/test-env.sh
 
 # Everything, against each Docker Engine of the matrix (the machine's 20.10,
-# Debian's 26.1 and 28.5, and 28.5 with the containerd image store); then,
-# on a machine the rest of the suite no longer loads, the load test, which
-# measures the release build (what nodes run). See scripts/test-matrix.sh.
+# Debian's 26.1 and 28.5, and 28.5 with the containerd image store) and in
+# the test guest (systemd, cgroup v2, Docker's systemd cgroup driver,
+# AppArmor); then, on a machine the rest of the suite no longer loads, the
+# load test, which measures the release build (what nodes run). See
+# scripts/test-matrix.sh.
 test: test-env pause-static
 	$(CARGO) build --release --bin cri-dockerd-rs
 	CARGO=$(CARGO) bash scripts/test-matrix.sh
+
+# The guest suite alone (scripts/guest/): builds the guest image when its
+# inputs changed, boots it under QEMU and runs the suites inside.
+test-guest: test-env
+	CARGO=$(CARGO) bash scripts/guest/suite.sh
 
 unit:
 	$(CARGO) nextest run --workspace --lib --bins

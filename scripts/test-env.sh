@@ -39,6 +39,41 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# --- the test guest: QEMU and what builds its image ----------------------------
+# The guest suite boots a Debian guest under QEMU's software emulation
+# (scripts/guest/). Its image is built with debootstrap, cpio (the
+# initramfs) and mkfs.ext4. On Debian 12 QEMU comes from bookworm-backports:
+# bookworm's own qemu-system-x86 (7.2) conflicts with the qemu-utils 10 of
+# bookworm-backports that machines of this kind carry.
+guest_need=()
+for pair in debootstrap:debootstrap cpio:cpio mkfs.ext4:e2fsprogs zstd:zstd; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || guest_need+=("${pair#*:}")
+done
+if [ ${#guest_need[@]} -gt 0 ]; then
+  log "installing for the test guest: ${guest_need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${guest_need[@]}" >/dev/null
+fi
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+  target=()
+  if grep -q '^VERSION_CODENAME=bookworm' /etc/os-release 2>/dev/null; then
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      log "adding bookworm-backports (for qemu-system-x86)"
+      cat >/etc/apt/sources.list.d/bookworm-backports.sources <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+      apt-get update -qq
+    fi
+    target=(-t bookworm-backports)
+  fi
+  log "installing qemu-system-x86 ${target[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${target[@]}" qemu-system-x86 >/dev/null
+fi
+qemu-system-x86_64 --version >/dev/null || die "qemu-system-x86_64 did not install"
+
 # --- Compose v2 and hadolint, for the packaging tests ---------------------
 # The compose file uses keys (uts, cgroup) that Debian 12's Python Compose v1
 # rejects. Take the v2 plugin from the distribution's own packages: Ubuntu

@@ -6,6 +6,8 @@
 #                     the whole suite, packaging included
 #   26.1, 28.5,       Debian trixie's and sid's docker.io, and sid's with the
 #   28.5-containerd   containerd image store: every test that drives Docker
+#   guest             a Debian 12 guest under QEMU (scripts/guest/): systemd,
+#                     cgroup v2, Docker's systemd cgroup driver, AppArmor
 #
 # Each pass sets CRID_TEST_ENGINE (the tests connect to that engine and
 # print it in their output) and DOCKER_HOST (for the docker CLI calls of
@@ -24,7 +26,9 @@ cargo=${CARGO:-cargo}
 # which brings its own engines whichever is under test.
 engine_filter='kind(test) and not binary(load) and not binary(deb_package) and not binary(packaging)
   and not binary(dood) and not package(crid-supervise) and not package(cri-dockerd-api)
-  and not test(engine_upgrade)'
+  and not test(engine_upgrade) and not binary(guest)'
+# tests/guest.rs needs the guest: it runs there, not on this host.
+host_filter='not binary(load) and not binary(guest)'
 
 declare -a summary
 failed=0
@@ -47,10 +51,18 @@ run_pass() {
   summary+=("$(printf '%-16s %-32s %-18s %4ss' "$engine" "${daemon:-?}" "$outcome" $(( $(date +%s) - started )))")
 }
 
-run_pass host unix:///var/run/docker.sock 'not binary(load)'
+run_pass host unix:///var/run/docker.sock "$host_filter"
 for engine in $engines; do
   run_pass "$engine" "unix://$state/engines/$engine/docker.sock" "$engine_filter"
 done
+
+if [ "${CRID_TEST_GUEST:-1}" = 1 ]; then
+  printf '\n=== guest: systemd, cgroup v2, Docker systemd cgroup driver, AppArmor (QEMU) ===\n\n'
+  started=$(date +%s)
+  if CARGO=$cargo bash scripts/guest/suite.sh; then outcome=passed; else outcome=FAILED; failed=1; fi
+  guest_docker=$(cat "$state/guest-runs/latest/facts/docker.txt" 2>/dev/null || true)
+  summary+=("$(printf '%-16s %-32s %-18s %4ss' guest "cgroup v${guest_docker:-?}" "$outcome" $(( $(date +%s) - started )))")
+fi
 
 # Last, on a machine the suite no longer loads: the load test, which
 # measures the release build (what nodes run), on the machine's daemon.

@@ -887,4 +887,102 @@ mod tests {
         assert_eq!(cg.pressure("cpu").unwrap().some.unwrap().total_us, 9);
         assert_eq!(cg.pressure("memory"), None, "no file, no figures");
     }
+
+    /// A cgroup v2 tree recorded from the test guest (Debian 12, kernel
+    /// 6.1, Docker 20.10; scripts/guest/record-cgroups.sh): a container
+    /// limited to 64 MiB and half a CPU that wrote 4 MiB with fsync and
+    /// spins, under a kubelet-style pod cgroup, with each cgroup driver.
+    fn recorded(driver: &str) -> (ContainerCgroup, PathBuf) {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/cgroup-v2")
+            .join(driver);
+        let tree = base.join("tree");
+        let read = |name: &str| std::fs::read_to_string(base.join(name)).unwrap();
+        // The mount as the guest had it, moved to the recorded tree.
+        let mountinfo =
+            read("mountinfo.txt").replace(" /sys/fs/cgroup ", &format!(" {} ", tree.display()));
+        let mounts = CgroupMounts::parse(&mountinfo);
+        assert_eq!(mounts.v2.as_deref(), Some(tree.as_path()));
+        (
+            ContainerCgroup::from_proc(&read("proc-cgroup.txt"), &mounts, true),
+            tree,
+        )
+    }
+
+    fn file_u64(dir: &Path, name: &str) -> u64 {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_recorded_v2_tree_with_the_systemd_driver() {
+        let (cg, tree) = recorded("systemd");
+        let pod = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podrecorded.slice";
+        assert!(
+            cg.path().starts_with(&format!("{pod}/docker-")),
+            "{}",
+            cg.path()
+        );
+        assert!(cg.path().ends_with(".scope"));
+        let dir = tree.join(cg.path().trim_start_matches('/'));
+        check_recorded_container(&cg, &dir);
+        let parent = cg.parent().unwrap();
+        assert_eq!(parent.path(), pod, "the pod's slice");
+        let pod_memory = parent.memory().unwrap();
+        assert_eq!(
+            pod_memory.usage,
+            file_u64(&tree.join(pod.trim_start_matches('/')), "memory.current")
+        );
+        assert!(parent.cpu().unwrap().usage_ns >= cg.cpu().unwrap().usage_ns);
+    }
+
+    #[test]
+    fn a_recorded_v2_tree_with_the_cgroupfs_driver() {
+        let (cg, tree) = recorded("cgroupfs");
+        let pod = "/kubepods/burstable/podrecorded";
+        assert!(cg.path().starts_with(&format!("{pod}/")), "{}", cg.path());
+        let dir = tree.join(cg.path().trim_start_matches('/'));
+        check_recorded_container(&cg, &dir);
+        assert_eq!(cg.parent().unwrap().path(), pod);
+        assert!(cg.parent().unwrap().memory().unwrap().usage >= cg.memory().unwrap().usage);
+    }
+
+    /// What every figure of the recorded container must be.
+    fn check_recorded_container(cg: &ContainerCgroup, dir: &Path) {
+        let cpu = cg.cpu().unwrap();
+        assert!(cpu.usage_ns > 1_000_000_000, "it spun for seconds: {cpu:?}");
+        assert!(cpu.user_ns > 0 && cpu.system_ns > 0);
+        assert!(cpu.throttled_periods > 0, "half a CPU, spinning: throttled");
+        assert_eq!((cpu.quota_us, cpu.period_us), (50_000, 100_000));
+        let memory = cg.memory_in_full().unwrap();
+        assert_eq!(memory.usage, file_u64(dir, "memory.current"));
+        assert!(memory.working_set <= memory.usage && memory.working_set > 0);
+        assert_eq!(memory.limit, Some(64 << 20));
+        assert_eq!(memory.oom_kills, Some(0));
+        assert_eq!(memory.max_usage, file_u64(dir, "memory.peak"));
+        let cpu_pressure = cg.pressure("cpu").unwrap();
+        assert!(
+            cpu_pressure.some.unwrap().total_us > 0,
+            "throttled: stalled"
+        );
+        assert!(cg.pressure("memory").is_some() && cg.pressure("io").is_some());
+        let io = cg.io().unwrap();
+        let written: u64 = io.iter().map(|d| d.write_bytes).sum();
+        assert!(written >= 4 << 20, "the fsynced 4 MiB: {io:?}");
+        assert_eq!(io[0].device, (254, 0), "virtio's block major");
+        // Docker's default memory-swap is twice the memory: as much swap
+        // again as memory.
+        assert_eq!(
+            cg.swap(),
+            Some(Swap {
+                usage: 0,
+                limit: Some(64 << 20)
+            })
+        );
+        assert_eq!(cg.thread_count(), Some(1));
+        assert_eq!(cg.processes().unwrap().len(), 1, "the spinning shell");
+    }
 }
