@@ -22,11 +22,10 @@ engines=${CRID_TEST_ENGINES-26.1 28.5 28.5-containerd}
 cargo=${CARGO:-cargo}
 
 # What the engine passes leave out: tests of the packaging (no Docker, or
-# the machine's daemon through the compose file), and the in-place upgrade,
-# which brings its own engines whichever is under test.
+# the machine's daemon through the compose file), and the guest's own.
 engine_filter='kind(test) and not binary(load) and not binary(deb_package) and not binary(packaging)
   and not binary(dood) and not package(crid-supervise) and not package(cri-dockerd-api)
-  and not test(engine_upgrade) and not binary(guest)'
+  and not binary(guest)'
 # tests/guest.rs needs the guest: it runs there, not on this host.
 host_filter='not binary(load) and not binary(guest)'
 

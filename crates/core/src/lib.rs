@@ -41,3 +41,5 @@ pub use error::{Error, Kind, Result};
 pub use facts::{CgroupDriver, DockerFacts};
 pub use image::reference as image_ref;
 pub use oom::OomPolicy;
+pub use stats::PodStatsEntry;
+pub use stats::metrics::PodMetricsEntry;

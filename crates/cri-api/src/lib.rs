@@ -1,6 +1,6 @@
 //! The Container Runtime Interface v1 as this project defines it in
-//! `proto/runtime/v1/api.proto` (wire-compatible with cri-api v0.34, the
-//! CRI of Kubernetes 1.34): messages, the `RuntimeService` and
+//! `proto/runtime/v1/api.proto` (wire-compatible with cri-api v0.36, the
+//! CRI of Kubernetes 1.36): messages, the `RuntimeService` and
 //! `ImageService` servers and clients.
 
 pub mod codec;

@@ -1,4 +1,4 @@
-//! The project's CRI definition (proto/, cri-api v0.34) against the one the
+//! The project's CRI definition (proto/, cri-api v0.36) against the one the
 //! `k8s-cri` crate compiles (cri-api v0.32): every message of the old
 //! definition, filled with random contents, encoded with ours, decoded with
 //! the old, encoded again and decoded with ours must come back equal field
@@ -11,7 +11,19 @@ use prost_reflect::{
 };
 
 /// Fields cri-api added after v0.32: the old definition cannot carry them.
-const NEWER_FIELDS: [&str; 4] = ["image_sub_path", "stop_signal", "io", "psi"];
+/// By name, or by full name where the name is older elsewhere.
+const NEWER_FIELDS: [&str; 6] = [
+    "image_sub_path",
+    "stop_signal",
+    "io",
+    "psi",
+    "runtime.v1.ImageSpec.image_ref",
+    "runtime.v1.RuntimeFeatures.user_namespaces_host_network",
+];
+
+fn is_newer(field: &FieldDescriptor) -> bool {
+    NEWER_FIELDS.contains(&field.name()) || NEWER_FIELDS.contains(&field.full_name())
+}
 const ROUNDS: usize = 25;
 
 /// A small deterministic generator, so a failure can be replayed.
@@ -101,7 +113,7 @@ fn random_message(descriptor: &MessageDescriptor, rng: &mut Rng, depth: usize) -
         return message;
     }
     for field in descriptor.fields() {
-        if NEWER_FIELDS.contains(&field.name()) || rng.below(5) == 0 {
+        if is_newer(&field) || rng.below(5) == 0 {
             continue;
         }
         message.set_field(&field, field_value(&field, rng, depth));
@@ -347,4 +359,91 @@ fn the_new_definition_has_what_kubernetes_1_34_added() {
             .methods()
             .any(|m| m.name() == "UpdatePodSandboxResources")
     );
+}
+
+#[test]
+fn the_new_definition_has_what_kubernetes_1_36_added() {
+    let pool = DescriptorPool::decode(cri_dockerd_api::FILE_DESCRIPTOR_SET).unwrap();
+    let message = |name: &str| {
+        pool.get_message_by_name(&format!("runtime.v1.{name}"))
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    let field = |m: &str, name: &str| {
+        message(m)
+            .get_field_by_name(name)
+            .map(|f| (f.number(), f.kind()))
+    };
+    assert_eq!(field("ImageSpec", "image_ref"), Some((20, Kind::String)));
+    assert_eq!(
+        field("RuntimeFeatures", "user_namespaces_host_network"),
+        Some((2, Kind::Bool))
+    );
+    // v0.36.3: an env value is bytes (a Secret's need not be UTF-8).
+    assert_eq!(field("KeyValue", "value"), Some((2, Kind::Bytes)));
+    let streams = [
+        (
+            "RuntimeService",
+            "StreamPodSandboxes",
+            "StreamPodSandboxesResponse",
+            "pod_sandboxes",
+        ),
+        (
+            "RuntimeService",
+            "StreamContainers",
+            "StreamContainersResponse",
+            "containers",
+        ),
+        (
+            "RuntimeService",
+            "StreamContainerStats",
+            "StreamContainerStatsResponse",
+            "container_stats",
+        ),
+        (
+            "RuntimeService",
+            "StreamPodSandboxStats",
+            "StreamPodSandboxStatsResponse",
+            "pod_sandbox_stats",
+        ),
+        (
+            "RuntimeService",
+            "StreamPodSandboxMetrics",
+            "StreamPodSandboxMetricsResponse",
+            "pod_sandbox_metrics",
+        ),
+        (
+            "ImageService",
+            "StreamImages",
+            "StreamImagesResponse",
+            "images",
+        ),
+    ];
+    for (service, method, response, items) in streams {
+        let service = pool
+            .get_service_by_name(&format!("runtime.v1.{service}"))
+            .unwrap();
+        let method = service
+            .methods()
+            .find(|m| m.name() == method)
+            .unwrap_or_else(|| panic!("{method}"));
+        assert!(method.is_server_streaming() && !method.is_client_streaming());
+        assert_eq!(method.output().name(), response);
+        let items = message(response).get_field_by_name(items).unwrap();
+        assert_eq!(items.number(), 1);
+        assert!(items.is_list());
+    }
+}
+
+/// An env value that is not UTF-8, as the kubelet of 1.36 may send it:
+/// the old definition (a string) refuses the message, ours takes it.
+#[test]
+fn an_env_value_that_is_not_utf8_decodes() {
+    let ours = cri_dockerd_api::v1::KeyValue {
+        key: "SECRET".into(),
+        value: vec![0xff, 0xfe, b'a'],
+    };
+    let bytes = ours.encode_to_vec();
+    assert!(k8s_cri::v1::KeyValue::decode(bytes.as_slice()).is_err());
+    let back = cri_dockerd_api::v1::KeyValue::decode(bytes.as_slice()).unwrap();
+    assert_eq!(back.value, vec![0xff, 0xfe, b'a']);
 }

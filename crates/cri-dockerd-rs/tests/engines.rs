@@ -505,20 +505,33 @@ async fn image_volumes_mount_an_images_files_read_only() {
     );
 }
 
-/// A daemon upgraded in place under a running shim (the machine's 20.10,
-/// then Debian sid's 28.5 on the same data root): once Docker is back the
-/// shim speaks the new daemon's API version, reports it, and serves. The
-/// engines come from the matrix, whichever engine is under test.
+/// A daemon upgraded in place under a running shim: the machine's 20.10,
+/// then, on the same data root, the engine under test (Debian sid's 28.5
+/// when that is the machine's own). Once Docker is back the shim speaks the
+/// new daemon's API version, reports it, and serves.
 #[tokio::test(flavor = "multi_thread")]
 async fn engine_upgrade_in_place_is_spoken_to_at_its_new_version() {
-    test_env().await;
-    let newer = cri_dockerd_testkit::daemon::engine_dir("28.5");
+    let env = test_env().await;
+    let (newer_bin, newer_config, newer_api) = match &env.daemon.bin_dir {
+        Some(bin) => (
+            bin.clone(),
+            env.daemon.config.clone(),
+            env.engine.api_version().to_string(),
+        ),
+        None => (
+            cri_dockerd_testkit::daemon::engine_dir("28.5").join("bin"),
+            serde_json::json!({}),
+            "1.51".to_string(),
+        ),
+    };
     assert!(
-        newer.join("bin/dockerd").exists(),
-        "engine 28.5 is not installed; run `make test-env`"
+        newer_bin.join("dockerd").exists(),
+        "{} is not installed; run `make test-env`",
+        newer_bin.display()
     );
+    let images = [BUSYBOX_IMAGE, "registry.k8s.io/pause:3.10"];
     let mut docker = PrivateDocker::start_engine(None, &serde_json::json!({})).await;
-    docker.load_from_host(&[BUSYBOX_IMAGE, "registry.k8s.io/pause:3.10"]);
+    docker.load_from_host(&images);
     let mut shim = Shim::builder(BIN)
         .with_cni()
         .arg(format!("--docker-endpoint={}", docker.endpoint()))
@@ -541,9 +554,11 @@ async fn engine_upgrade_in_place_is_spoken_to_at_its_new_version() {
     assert_eq!(before, "1.41", "the machine's Docker 20.10");
 
     docker.stop();
-    docker
-        .start_again_as(Some(&newer.join("bin")), &serde_json::json!({}))
-        .await;
+    docker.start_again_as(Some(&newer_bin), &newer_config).await;
+    if env.daemon.containerd_store() {
+        // The containerd image store does not see the graph driver's images.
+        docker.load_from_host(&images);
+    }
     let started = Instant::now();
     loop {
         let now = status(&shim).await;
@@ -554,12 +569,12 @@ async fn engine_upgrade_in_place_is_spoken_to_at_its_new_version() {
             .conditions
             .iter()
             .any(|c| c.r#type == "RuntimeReady" && c.status);
-        if ready && api_of(&now.info) == "1.51" {
+        if ready && api_of(&now.info) == newer_api {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "the shim still speaks API {} to Docker 28.5: {:?}\n{}",
+            "the shim still speaks API {} to a daemon of API {newer_api}: {:?}\n{}",
             api_of(&now.info),
             now.status,
             shim.log_text()

@@ -636,7 +636,7 @@ async fn hostile_contents_get_clear_codes_for_every_rpc() {
         ccfg.log_path = s.clone();
         ccfg.envs = vec![KeyValue {
             key: s.clone(),
-            value: s.clone(),
+            value: s.clone().into_bytes(),
         }];
         ccfg.labels = random_map(&mut rng, &strings);
         ccfg.annotations = random_map(&mut rng, &strings);
@@ -692,6 +692,7 @@ async fn hostile_contents_get_clear_codes_for_every_rpc() {
             annotations: random_map(&mut rng, &strings),
             user_specified_image: s.clone(),
             runtime_handler: s.clone(),
+            image_ref: s.clone(),
         });
         report.record(
             "CreateContainer(image)",

@@ -1,9 +1,10 @@
 use cri_dockerd_api::v1::image_service_server::ImageService;
 use cri_dockerd_api::v1::*;
-use tonic::Request;
+use tonic::{Request, Response};
 
 use crate::CriService;
 use crate::errors::{Reply, reply};
+use crate::paged::{self, PagedStream};
 use crate::validate;
 
 #[tonic::async_trait]
@@ -20,6 +21,30 @@ impl ImageService for CriService {
                 .await
                 .map(|images| ListImagesResponse { images }),
         )
+    }
+
+    type StreamImagesStream = PagedStream<StreamImagesResponse>;
+
+    async fn stream_images(
+        &self,
+        request: Request<StreamImagesRequest>,
+    ) -> Reply<Self::StreamImagesStream> {
+        let filter = request.into_inner().filter;
+        let wanted = filter
+            .as_ref()
+            .and_then(|f| f.image.as_ref())
+            .map(|i| i.image.as_str());
+        // Docker answers the whole list at once: it is cut into messages.
+        let images = self
+            .cri
+            .list_images(wanted)
+            .await
+            .map_err(crate::to_status)?;
+        Ok(Response::new(paged::paged(
+            images,
+            paged::ready(),
+            |images| StreamImagesResponse { images },
+        )))
     }
 
     async fn image_status(

@@ -5,6 +5,7 @@ mod deadline;
 mod errors;
 mod image_service;
 mod observe;
+mod paged;
 mod runtime_service;
 mod validate;
 

@@ -10,6 +10,7 @@ use tracing::Instrument;
 use crate::CriService;
 use crate::deadline;
 use crate::errors::{Reply, reply};
+use crate::paged::{self, PagedStream};
 use crate::validate;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
@@ -106,6 +107,25 @@ impl RuntimeService for CriService {
         )
     }
 
+    type StreamPodSandboxesStream = PagedStream<StreamPodSandboxesResponse>;
+
+    async fn stream_pod_sandboxes(
+        &self,
+        request: Request<StreamPodSandboxesRequest>,
+    ) -> Reply<Self::StreamPodSandboxesStream> {
+        let filter = request.into_inner().filter;
+        let items = self
+            .cri
+            .list_pod_sandbox(filter.as_ref())
+            .await
+            .map_err(crate::to_status)?;
+        Ok(Response::new(paged::paged(
+            items,
+            paged::ready(),
+            |pod_sandboxes| StreamPodSandboxesResponse { pod_sandboxes },
+        )))
+    }
+
     async fn create_container(
         &self,
         request: Request<CreateContainerRequest>,
@@ -183,6 +203,25 @@ impl RuntimeService for CriService {
                 .await
                 .map(|containers| ListContainersResponse { containers }),
         )
+    }
+
+    type StreamContainersStream = PagedStream<StreamContainersResponse>;
+
+    async fn stream_containers(
+        &self,
+        request: Request<StreamContainersRequest>,
+    ) -> Reply<Self::StreamContainersStream> {
+        let filter = request.into_inner().filter;
+        let items = self
+            .cri
+            .list_containers(filter.as_ref())
+            .await
+            .map_err(crate::to_status)?;
+        Ok(Response::new(paged::paged(
+            items,
+            paged::ready(),
+            |containers| StreamContainersResponse { containers },
+        )))
     }
 
     async fn container_status(
@@ -301,6 +340,30 @@ impl RuntimeService for CriService {
         )
     }
 
+    type StreamContainerStatsStream = PagedStream<StreamContainerStatsResponse>;
+
+    async fn stream_container_stats(
+        &self,
+        request: Request<StreamContainerStatsRequest>,
+    ) -> Reply<Self::StreamContainerStatsStream> {
+        let filter = request.into_inner().filter;
+        let entries = self
+            .cri
+            .container_stats_entries(filter.as_ref())
+            .await
+            .map_err(crate::to_status)?;
+        let cri = self.cri.clone();
+        let build: paged::Build<_, _> = Box::new(move |attributes| {
+            let cri = cri.clone();
+            Box::pin(async move { cri.container_stats_of(attributes).await.map(Some) })
+        });
+        Ok(Response::new(paged::paged(
+            entries,
+            build,
+            |container_stats| StreamContainerStatsResponse { container_stats },
+        )))
+    }
+
     async fn pod_sandbox_stats(
         &self,
         request: Request<PodSandboxStatsRequest>,
@@ -327,6 +390,30 @@ impl RuntimeService for CriService {
                 .await
                 .map(|stats| ListPodSandboxStatsResponse { stats }),
         )
+    }
+
+    type StreamPodSandboxStatsStream = PagedStream<StreamPodSandboxStatsResponse>;
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        request: Request<StreamPodSandboxStatsRequest>,
+    ) -> Reply<Self::StreamPodSandboxStatsStream> {
+        let filter = request.into_inner().filter;
+        let entries = self
+            .cri
+            .pod_stats_entries(filter.as_ref())
+            .await
+            .map_err(crate::to_status)?;
+        let cri = self.cri.clone();
+        let build: paged::Build<_, _> = Box::new(move |entry| {
+            let cri = cri.clone();
+            Box::pin(async move { cri.pod_stats_of(entry).await.map(Some) })
+        });
+        Ok(Response::new(paged::paged(
+            entries,
+            build,
+            |pod_sandbox_stats| StreamPodSandboxStatsResponse { pod_sandbox_stats },
+        )))
     }
 
     async fn update_runtime_config(
@@ -390,6 +477,31 @@ impl RuntimeService for CriService {
     ) -> Reply<Self::GetContainerEventsStream> {
         let events = self.cri.container_events().map(Ok);
         Ok(Response::new(Box::pin(events)))
+    }
+
+    type StreamPodSandboxMetricsStream = PagedStream<StreamPodSandboxMetricsResponse>;
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _request: Request<StreamPodSandboxMetricsRequest>,
+    ) -> Reply<Self::StreamPodSandboxMetricsStream> {
+        let entries = self
+            .cri
+            .pod_metrics_entries()
+            .await
+            .map_err(crate::to_status)?;
+        let cri = self.cri.clone();
+        let build: paged::Build<_, _> = Box::new(move |entry| {
+            let cri = cri.clone();
+            Box::pin(async move { cri.pod_metrics_of(entry).await })
+        });
+        Ok(Response::new(paged::paged(
+            entries,
+            build,
+            |pod_sandbox_metrics| StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            },
+        )))
     }
 
     async fn list_metric_descriptors(

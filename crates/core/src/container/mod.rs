@@ -175,6 +175,13 @@ impl DockerCri {
         let (name, body) =
             translate::container::create_body(config, sandbox_config, image, &options)?;
         check_apparmor_profile(&body)?;
+        let not_utf8 = translate::container::non_utf8_env(config);
+        if !not_utf8.is_empty() {
+            tracing::warn!(
+                env = ?not_utf8,
+                "env values that are not UTF-8: Docker carries text only, so their invalid bytes become U+FFFD"
+            );
+        }
         let id = self
             .create_with_known_capabilities(&name, body, config)
             .await?;

@@ -101,14 +101,15 @@ fn process_user(pid: i64) -> Option<LinuxContainerUser> {
 }
 /// The container's mounts as the CRI reports them. An image volume is
 /// reported with its image and sub-path, as requested (Docker's own record
-/// of it names a directory of its image store).
-fn cri_mounts(inspect: &ContainerInspect) -> Vec<Mount> {
+/// of it names a directory of its image store), and with `image_ref`, the
+/// reference the kubelet shows as the volume's image digest.
+fn cri_mounts(inspect: &ContainerInspect, image_ref_of: impl Fn(&str) -> String) -> Vec<Mount> {
     let requested = inspect
         .host_config
         .as_ref()
         .and_then(|h| h.mounts.as_deref())
         .unwrap_or_default();
-    let named: HashMap<String, String> = inspect
+    let named: HashMap<String, crate::translate::container::ImageVolume> = inspect
         .labels()
         .and_then(|l| l.get(labels::IMAGE_VOLUMES))
         .and_then(|v| serde_json::from_str(v).ok())
@@ -126,11 +127,15 @@ fn cri_mounts(inspect: &ContainerInspect) -> Vec<Mount> {
                 let asked = requested
                     .iter()
                     .find(|r| r.target.as_deref() == Some(container_path.as_str()));
-                let image = named
-                    .get(&container_path)
-                    .cloned()
+                let volume = named.get(&container_path);
+                let image = volume
+                    .map(|v| v.image.clone())
                     .or_else(|| asked.and_then(|r| r.source.clone()))
                     .or_else(|| m.name.clone())
+                    .unwrap_or_default();
+                let image_ref = volume
+                    .filter(|v| !v.id.is_empty())
+                    .map(|v| image_ref_of(&v.id))
                     .unwrap_or_default();
                 return Mount {
                     container_path,
@@ -138,6 +143,7 @@ fn cri_mounts(inspect: &ContainerInspect) -> Vec<Mount> {
                     propagation,
                     image: Some(ImageSpec {
                         image,
+                        image_ref,
                         ..Default::default()
                     }),
                     image_sub_path: asked
@@ -156,6 +162,33 @@ fn cri_mounts(inspect: &ContainerInspect) -> Vec<Mount> {
             }
         })
         .collect()
+}
+
+/// cri-dockerd's image reference: the first repo digest, else the ID.
+fn pullable_image_ref(image_id: &str, digests: &[String]) -> String {
+    match digests.first() {
+        Some(digest) => format!("{DOCKER_PULLABLE_IMAGE_ID_PREFIX}{digest}"),
+        None => format!("{DOCKER_IMAGE_ID_PREFIX}{image_id}"),
+    }
+}
+
+/// The image IDs of a container's image volumes, from its label.
+fn image_volume_ids(inspect: &ContainerInspect) -> Vec<String> {
+    inspect
+        .labels()
+        .and_then(|l| l.get(labels::IMAGE_VOLUMES))
+        .and_then(|v| {
+            serde_json::from_str::<HashMap<String, crate::translate::container::ImageVolume>>(v)
+                .ok()
+        })
+        .map(|volumes| {
+            volumes
+                .into_values()
+                .map(|v| v.id)
+                .filter(|id| !id.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl DockerCri {
@@ -311,11 +344,15 @@ impl DockerCri {
         } else {
             tags.first().cloned().unwrap_or(created_with)
         };
-        let image_ref = match digests.first() {
-            Some(digest) => format!("{DOCKER_PULLABLE_IMAGE_ID_PREFIX}{digest}"),
-            None => format!("{DOCKER_IMAGE_ID_PREFIX}{image_id}"),
-        };
-        let mounts = cri_mounts(inspect);
+        let image_ref = pullable_image_ref(&image_id, &digests);
+        let mut volume_refs = HashMap::new();
+        for volume_id in image_volume_ids(inspect) {
+            let (_, digests) = self.image_names(&volume_id).await;
+            volume_refs.insert(volume_id.clone(), pullable_image_ref(&volume_id, &digests));
+        }
+        let mounts = cri_mounts(inspect, |id| {
+            volume_refs.get(id).cloned().unwrap_or_default()
+        });
         let resources = LinuxContainerResources {
             cpu_period: host.cpu_period.unwrap_or(0),
             cpu_quota: host.cpu_quota.unwrap_or(0),

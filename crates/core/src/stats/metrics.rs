@@ -9,6 +9,7 @@
 //! reports them too.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cri_dockerd_api::v1::{
     ContainerMetrics, Metric, MetricDescriptor, MetricType, PodSandboxMetrics, UInt64Value,
@@ -525,16 +526,20 @@ impl DockerCri {
 
     /// The series of every ready pod and of its running containers.
     pub async fn list_pod_sandbox_metrics(&self) -> Result<Vec<PodSandboxMetrics>> {
-        self.store.ensure_synced().await?;
-        let timestamp = crate::time::system_now_ns();
-        let filesystem = match self.disk_usage.filesystem() {
-            Ok(fs) => Some(fs),
-            Err(e) => {
-                tracing::debug!(error = %e, "no statfs of the data root");
-                None
+        let mut pods = Vec::new();
+        for entry in self.pod_metrics_entries().await? {
+            if let Some(pod) = self.pod_metrics_of(entry).await? {
+                pods.push(pod);
             }
-        };
-        let mut containers_by_pod: HashMap<String, Vec<std::sync::Arc<Record>>> = HashMap::new();
+        }
+        Ok(pods)
+    }
+
+    /// The pods ListPodSandboxMetrics reports, each with its running
+    /// containers, for an answer built a pod at a time.
+    pub async fn pod_metrics_entries(&self) -> Result<Vec<PodMetricsEntry>> {
+        self.store.ensure_synced().await?;
+        let mut containers_by_pod: HashMap<String, Vec<Arc<Record>>> = HashMap::new();
         for record in self.store.all(Kind::Container) {
             if record.phase == Phase::Running {
                 containers_by_pod
@@ -543,77 +548,105 @@ impl DockerCri {
                     .push(record);
             }
         }
-        let mut pods = Vec::new();
-        for sandbox in self.store.all(Kind::Sandbox) {
-            if sandbox.phase != Phase::Running {
-                continue;
+        Ok(self
+            .store
+            .all(Kind::Sandbox)
+            .into_iter()
+            .filter(|s| s.phase == Phase::Running)
+            .map(|sandbox| PodMetricsEntry {
+                containers: containers_by_pod.remove(&sandbox.id).unwrap_or_default(),
+                sandbox,
+            })
+            .collect())
+    }
+
+    /// One pod's series and its containers'; `None` when it stopped since.
+    pub async fn pod_metrics_of(
+        &self,
+        entry: PodMetricsEntry,
+    ) -> Result<Option<PodSandboxMetrics>> {
+        let PodMetricsEntry {
+            sandbox,
+            containers,
+        } = entry;
+        let timestamp = crate::time::system_now_ns();
+        let Some(pause) = self.running_facts(&sandbox.id).await? else {
+            return Ok(None);
+        };
+        let filesystem = match self.disk_usage.filesystem() {
+            Ok(fs) => Some(fs),
+            Err(e) => {
+                tracing::debug!(error = %e, "no statfs of the data root");
+                None
             }
-            let Some(pause) = self.running_facts(&sandbox.id).await? else {
+        };
+        let metadata = naming::parse_sandbox_name(&sandbox.name).unwrap_or_default();
+        let pod_labels = |container: &str, id: &str, image: String, name: &str| SeriesLabels {
+            container: container.to_string(),
+            id: id.to_string(),
+            image,
+            name: name.to_string(),
+            namespace: metadata.namespace.clone(),
+            pod: metadata.name.clone(),
+        };
+        let pause_labels = pod_labels(
+            POD_CONTAINER,
+            pause.cgroup.path(),
+            image_of(&sandbox),
+            &sandbox.name,
+        );
+        let mut metrics = Vec::new();
+        if let Some(interfaces) = super::pod_interfaces(pause.pid) {
+            metrics.extend(network_series(&pause_labels, &interfaces, timestamp));
+        }
+        // The pod's own cgroup, as cAdvisor reports it: no container name.
+        if super::has_cgroup_parent(Some(&sandbox.inspect))
+            && let Some(pod_cgroup) = pause.cgroup.parent()
+        {
+            let labels = pod_labels("", pod_cgroup.path(), String::new(), "");
+            metrics.extend(container_series(
+                &labels,
+                &readings_of(&pod_cgroup),
+                timestamp,
+            ));
+        }
+        let mut container_metrics = Vec::new();
+        for record in containers {
+            let Some(facts) = self.running_facts(&record.id).await? else {
                 continue;
             };
-            let metadata = naming::parse_sandbox_name(&sandbox.name).unwrap_or_default();
-            let pod_labels = |container: &str, id: &str, image: String, name: &str| SeriesLabels {
-                container: container.to_string(),
-                id: id.to_string(),
-                image,
-                name: name.to_string(),
-                namespace: metadata.namespace.clone(),
-                pod: metadata.name.clone(),
-            };
-            let pause_labels = pod_labels(
-                POD_CONTAINER,
-                pause.cgroup.path(),
-                image_of(&sandbox),
-                &sandbox.name,
+            let container_name = naming::parse_container_name(&record.name)
+                .map(|m| m.name)
+                .unwrap_or_default();
+            let labels = pod_labels(
+                &container_name,
+                facts.cgroup.path(),
+                image_of(&record),
+                &record.name,
             );
-            let mut metrics = Vec::new();
-            if let Some(interfaces) = super::pod_interfaces(pause.pid) {
-                metrics.extend(network_series(&pause_labels, &interfaces, timestamp));
-            }
-            // The pod's own cgroup, as cAdvisor reports it: no container name.
-            if super::has_cgroup_parent(Some(&sandbox.inspect))
-                && let Some(pod_cgroup) = pause.cgroup.parent()
-            {
-                let labels = pod_labels("", pod_cgroup.path(), String::new(), "");
-                metrics.extend(container_series(
-                    &labels,
-                    &readings_of(&pod_cgroup),
-                    timestamp,
-                ));
-            }
-            let mut container_metrics = Vec::new();
-            for record in containers_by_pod.remove(&sandbox.id).unwrap_or_default() {
-                let Some(facts) = self.running_facts(&record.id).await? else {
-                    continue;
-                };
-                let container_name = naming::parse_container_name(&record.name)
-                    .map(|m| m.name)
-                    .unwrap_or_default();
-                let labels = pod_labels(
-                    &container_name,
-                    facts.cgroup.path(),
-                    image_of(&record),
-                    &record.name,
-                );
-                let mut readings = readings_of(&facts.cgroup);
-                readings.writable_layer = self
-                    .disk_usage
-                    .writable_layer(&record.id)
-                    .zip(filesystem.clone());
-                readings.created_s = Some(record.created_ns.max(0) as u64 / NS_PER_SECOND);
-                container_metrics.push(ContainerMetrics {
-                    container_id: record.id.clone(),
-                    metrics: container_series(&labels, &readings, timestamp),
-                });
-            }
-            pods.push(PodSandboxMetrics {
-                pod_sandbox_id: sandbox.id.clone(),
-                metrics,
-                container_metrics,
+            let mut readings = readings_of(&facts.cgroup);
+            readings.writable_layer = self
+                .disk_usage
+                .writable_layer(&record.id)
+                .zip(filesystem.clone());
+            readings.created_s = Some(record.created_ns.max(0) as u64 / NS_PER_SECOND);
+            container_metrics.push(ContainerMetrics {
+                container_id: record.id.clone(),
+                metrics: container_series(&labels, &readings, timestamp),
             });
         }
-        Ok(pods)
+        Ok(Some(PodSandboxMetrics {
+            pod_sandbox_id: sandbox.id.clone(),
+            metrics,
+            container_metrics,
+        }))
     }
+}
+
+/// A pod ListPodSandboxMetrics reports, with its running containers.
+pub struct PodMetricsEntry {
+    sandbox: Arc<Record>,
+    containers: Vec<Arc<Record>>,
 }
 
 #[cfg(test)]

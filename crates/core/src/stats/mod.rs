@@ -3,7 +3,7 @@
 
 pub(crate) mod cgroups;
 pub(crate) mod fs_usage;
-pub(crate) mod metrics;
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -364,20 +364,39 @@ impl DockerCri {
         &self,
         filter: Option<&ContainerStatsFilter>,
     ) -> Result<Vec<ContainerStats>> {
+        let containers = self.container_stats_entries(filter).await?;
+        let stats = futures::future::join_all(
+            containers
+                .into_iter()
+                .map(|attributes| self.one_container_stats(attributes)),
+        )
+        .await;
+        stats.into_iter().map(|r| r.map(|(s, _)| s)).collect()
+    }
+
+    /// The containers ListContainerStats reports, for an answer built a
+    /// part at a time ([`Self::container_stats_of`] each).
+    pub async fn container_stats_entries(
+        &self,
+        filter: Option<&ContainerStatsFilter>,
+    ) -> Result<Vec<ContainerAttributes>> {
         let empty = HashMap::new();
         let (id, sandbox, selector) = filter
             .map(|f| (f.id.as_str(), f.pod_sandbox_id.as_str(), &f.label_selector))
             .unwrap_or(("", "", &empty));
-        let containers = self
+        Ok(self
             .running_attributes(Kind::Container, id, sandbox, selector)
-            .await?;
-        let stats = futures::future::join_all(
-            containers
-                .into_iter()
-                .map(|(attributes, _)| self.one_container_stats(attributes)),
-        )
-        .await;
-        stats.into_iter().map(|r| r.map(|(s, _)| s)).collect()
+            .await?
+            .into_iter()
+            .map(|(attributes, _)| attributes)
+            .collect())
+    }
+
+    pub async fn container_stats_of(
+        &self,
+        attributes: ContainerAttributes,
+    ) -> Result<ContainerStats> {
+        Ok(self.one_container_stats(attributes).await?.0)
     }
 
     pub async fn pod_sandbox_stats(&self, id: &str) -> Result<PodSandboxStats> {
@@ -413,6 +432,25 @@ impl DockerCri {
         &self,
         filter: Option<&PodSandboxStatsFilter>,
     ) -> Result<Vec<PodSandboxStats>> {
+        let mut out = Vec::new();
+        for entry in self.pod_stats_entries(filter).await? {
+            out.push(self.pod_stats_of(entry).await?);
+        }
+        Ok(out)
+    }
+
+    /// One pod's stats, as ListPodSandboxStats gives them.
+    pub async fn pod_stats_of(&self, entry: PodStatsEntry) -> Result<PodSandboxStats> {
+        self.pod_stats(entry.attributes, entry.own_cgroup, entry.containers)
+            .await
+    }
+
+    /// The pods ListPodSandboxStats reports, each with its running
+    /// containers, for an answer built a pod at a time.
+    pub async fn pod_stats_entries(
+        &self,
+        filter: Option<&PodSandboxStatsFilter>,
+    ) -> Result<Vec<PodStatsEntry>> {
         let empty = HashMap::new();
         let (id, selector) = filter
             .map(|f| (f.id.as_str(), &f.label_selector))
@@ -438,14 +476,11 @@ impl DockerCri {
                 labels: sandbox.labels,
                 annotations: sandbox.annotations,
             };
-            out.push(
-                self.pod_stats(
-                    attributes,
-                    has_cgroup_parent(record.as_ref().map(|r| &r.inspect)),
-                    by_pod.remove(&sandbox.id).unwrap_or_default(),
-                )
-                .await?,
-            );
+            out.push(PodStatsEntry {
+                own_cgroup: has_cgroup_parent(record.as_ref().map(|r| &r.inspect)),
+                containers: by_pod.remove(&sandbox.id).unwrap_or_default(),
+                attributes,
+            });
         }
         Ok(out)
     }
@@ -538,6 +573,13 @@ impl DockerCri {
             windows: None,
         })
     }
+}
+
+/// A pod ListPodSandboxStats reports, with its running containers.
+pub struct PodStatsEntry {
+    attributes: PodSandboxAttributes,
+    own_cgroup: bool,
+    containers: Vec<ContainerAttributes>,
 }
 
 /// Whether the sandbox was created under a cgroup parent (the kubelet's

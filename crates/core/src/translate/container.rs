@@ -250,18 +250,49 @@ fn nth_image_reference(image: &str, ids: &HashMap<String, String>, nth: usize) -
     hex[..(10 + nth).min(hex.len())].to_string()
 }
 
-/// The CRI image of each image volume, by container path, for the
-/// `IMAGE_VOLUMES` label.
-fn image_volumes_label(config: &ContainerConfig) -> Option<String> {
-    let volumes: serde_json::Map<String, serde_json::Value> = config
+/// An image volume as the `IMAGE_VOLUMES` label keeps it: the image as the
+/// CRI named it, and its ID.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageVolume {
+    pub image: String,
+    pub id: String,
+}
+
+/// The image volumes, by container path, for the `IMAGE_VOLUMES` label.
+fn image_volumes_label(config: &ContainerConfig, ids: &HashMap<String, String>) -> Option<String> {
+    let volumes: HashMap<&str, ImageVolume> = config
         .mounts
         .iter()
         .filter_map(|m| {
             let image = m.image.as_ref().filter(|i| !i.image.is_empty())?;
-            Some((m.container_path.clone(), image.image.clone().into()))
+            Some((
+                m.container_path.as_str(),
+                ImageVolume {
+                    image: image.image.clone(),
+                    id: ids.get(&image.image).cloned().unwrap_or_default(),
+                },
+            ))
         })
         .collect();
-    (!volumes.is_empty()).then(|| serde_json::Value::Object(volumes).to_string())
+    (!volumes.is_empty()).then(|| serde_json::to_string(&volumes).expect("serialisable"))
+}
+
+/// An environment value as Docker can carry it. Since cri-api v0.36.3 the
+/// kubelet sends env values as bytes (a Secret's need not be UTF-8), but
+/// Docker's API takes JSON strings: bytes that are not UTF-8 become U+FFFD,
+/// as Docker's own decoder would make them (see `non_utf8_env`).
+pub fn env_value(value: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(value)
+}
+
+/// The names of the env vars whose values are not UTF-8.
+pub fn non_utf8_env(config: &ContainerConfig) -> Vec<&str> {
+    config
+        .envs
+        .iter()
+        .filter(|kv| std::str::from_utf8(&kv.value).is_err())
+        .map(|kv| kv.key.as_str())
+        .collect()
 }
 
 /// Resources as `docker create` and `docker update` take them. Memory and
@@ -378,7 +409,7 @@ pub fn create_body(
     docker_labels.insert(labels::SANDBOX_ID.into(), options.sandbox_id.into());
 
     let (binds, api_mounts) = mounts(config, options.mounts, options.image_volume_ids)?;
-    if let Some(volumes) = image_volumes_label(config) {
+    if let Some(volumes) = image_volumes_label(config, options.image_volume_ids) {
         docker_labels.insert(labels::IMAGE_VOLUMES.into(), volumes);
     }
     let mut host = HostConfig {
@@ -515,7 +546,7 @@ pub fn create_body(
             config
                 .envs
                 .iter()
-                .map(|kv| format!("{}={}", kv.key, kv.value))
+                .map(|kv| format!("{}={}", kv.key, env_value(&kv.value)))
                 .collect(),
         ),
         working_dir: Some(config.working_dir.clone()).filter(|w| !w.is_empty()),
@@ -753,9 +784,15 @@ mod tests {
                 &"ab".repeat(32)[..12]
             ]
         );
-        let label = image_volumes_label(&config).unwrap();
-        let parsed: HashMap<String, String> = serde_json::from_str(&label).unwrap();
-        assert_eq!(parsed["/b"], "registry.example/models:v1");
+        let label = image_volumes_label(&config, &ids).unwrap();
+        let parsed: HashMap<String, ImageVolume> = serde_json::from_str(&label).unwrap();
+        assert_eq!(
+            parsed["/b"],
+            ImageVolume {
+                image: "registry.example/models:v1".into(),
+                id: id.clone()
+            }
+        );
         assert_eq!(parsed.len(), 3);
     }
 
