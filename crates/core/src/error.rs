@@ -41,10 +41,14 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Docker's words when the OCI runtime would not create or start a container.
-const RUNTIME_REFUSED: [&str; 3] = [
+const RUNTIME_REFUSED: [&str; 5] = [
     "OCI runtime create failed",
     "OCI runtime start failed",
     "OCI runtime exec failed",
+    // A CDI device no spec defines (Docker 25+).
+    "CDI device injection failed",
+    // Device requests with CDI off.
+    "could not select device driver",
 ];
 
 /// The gRPC code family an error belongs to, so the server crate can map it

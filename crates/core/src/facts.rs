@@ -34,6 +34,9 @@ pub struct DockerFacts {
     /// Docker labels containers for SELinux (`dockerd --selinux-enabled`):
     /// only then does a bind's relabel (`:Z`) do anything.
     pub selinux: bool,
+    /// Where Docker reads CDI specs; empty when it cannot inject CDI
+    /// devices (before Docker 25, or its `cdi` feature off).
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +143,13 @@ impl DockerFacts {
                 .iter()
                 .flatten()
                 .any(|o| o.split(',').any(|part| part == "name=selinux")),
+            cdi_spec_dirs: info
+                .cdi_spec_dirs
+                .iter()
+                .flatten()
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .collect(),
         }
     }
 
@@ -167,6 +177,26 @@ impl DockerFacts {
     /// `ReadOnlyNonRecursive`.
     pub fn read_only_binds_are_recursive(&self) -> bool {
         self.api_version >= api_version::RECURSIVE_READ_ONLY
+    }
+
+    /// Whether this daemon can inject CDI devices; if not, why, in words
+    /// an operator can act on.
+    pub fn cdi_support(&self) -> std::result::Result<(), String> {
+        if self.api_version < api_version::CDI_DEVICES {
+            return Err(format!(
+                "CDI devices need Docker 25 (API {}) or later; this is Docker {} (API {})",
+                api_version::CDI_DEVICES,
+                self.docker_version,
+                self.api_version
+            ));
+        }
+        if self.cdi_spec_dirs.is_empty() {
+            return Err(format!(
+                "Docker {}'s CDI feature is off: set \"features\": {{\"cdi\": true}} in its daemon.json (on by default from Docker 28)",
+                self.docker_version
+            ));
+        }
+        Ok(())
     }
 
     pub fn containerd_image_store(&self) -> bool {
@@ -315,6 +345,31 @@ mod tests {
         assert_eq!(facts.cgroup_driver, CgroupDriver::Cgroupfs);
         assert_eq!(facts.root_dir, PathBuf::from("/var/lib/docker"));
         assert_eq!(facts.kernel, None);
+    }
+
+    #[test]
+    fn cdi_needs_docker_25_and_its_feature_on() {
+        let on = r#"{"CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}"#;
+        let facts = DockerFacts::from_answers(&info(on), &version((1, 51)));
+        assert_eq!(facts.cdi_support(), Ok(()));
+        assert_eq!(
+            facts.cdi_spec_dirs,
+            vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")]
+        );
+
+        let off = DockerFacts::from_answers(&info(r#"{"CDISpecDirs": []}"#), &version((1, 45)));
+        let why = off.cdi_support().unwrap_err();
+        assert!(
+            why.contains("CDI feature is off") && why.contains("daemon.json"),
+            "{why}"
+        );
+
+        let old = DockerFacts::from_answers(&info("{}"), &version((1, 41)));
+        let why = old.cdi_support().unwrap_err();
+        assert!(
+            why.contains("Docker 25 (API 1.44)") && why.contains("(API 1.41)"),
+            "{why}"
+        );
     }
 
     #[test]

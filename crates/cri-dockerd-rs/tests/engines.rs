@@ -663,3 +663,178 @@ async fn adding_all_capabilities_works_on_every_engine() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
 }
+
+/// A CDI spec written for one test: a device node (the host's /dev/null),
+/// an env var and a mount per device, as a GPU driver's spec would have.
+struct CdiSpec {
+    path: std::path::PathBuf,
+    data: tempfile::TempDir,
+    vendor: String,
+}
+
+impl CdiSpec {
+    fn write() -> Self {
+        let vendor = format!("crid-test-{}.example", std::process::id());
+        let data = tempfile::tempdir().unwrap();
+        std::fs::write(data.path().join("hello"), "from the cdi spec\n").unwrap();
+        let device = |name: &str, node: &str| {
+            serde_json::json!({
+                "name": name,
+                "containerEdits": {
+                    "env": [format!("CRID_CDI_{}={name}", name.to_uppercase())],
+                    "deviceNodes": [{"path": node, "hostPath": "/dev/null"}],
+                    "mounts": [{
+                        "hostPath": data.path(),
+                        "containerPath": format!("/cdi-{name}"),
+                        "options": ["ro", "bind"]
+                    }]
+                }
+            })
+        };
+        let spec = serde_json::json!({
+            "cdiVersion": "0.6.0",
+            "kind": format!("{vendor}/probe"),
+            "devices": [device("one", "/dev/crid-one"), device("two", "/dev/crid-two")]
+        });
+        std::fs::create_dir_all("/var/run/cdi").unwrap();
+        let path = std::path::PathBuf::from(format!("/var/run/cdi/{vendor}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+        Self { path, data, vendor }
+    }
+
+    fn device(&self, name: &str) -> String {
+        format!("{}/probe={name}", self.vendor)
+    }
+}
+
+impl Drop for CdiSpec {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = &self.data;
+    }
+}
+
+/// CDI devices (DRA, device plugins): from `CDI_devices` and from
+/// `cdi.k8s.io/` annotations, injected by Docker (28.5: device node, env
+/// and mount in the container); refused with FailedPrecondition where the
+/// daemon cannot inject them (20.10: too old; 26.1: its CDI feature off by
+/// default) and for a device no spec defines; never dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn cdi_devices_reach_the_container_or_the_create_fails() {
+    let env = test_env().await;
+    let spec = CdiSpec::write();
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let (pod, config) = shim.run_pod("cdi").await;
+    let create = |name: &str, devices: Vec<String>, annotation: Option<String>| {
+        let mut c = container_config(name, BUSYBOX_IMAGE, &["sleep", "3600"]);
+        c.cdi_devices = devices.into_iter().map(|name| CdiDevice { name }).collect();
+        if let Some(a) = annotation {
+            c.annotations.insert("cdi.k8s.io/test".into(), a);
+        }
+        let mut runtime = shim.runtime.clone();
+        let request = CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(c),
+            sandbox_config: Some(config.clone()),
+        };
+        async move { runtime.create_container(request).await }
+    };
+    let ours = |shim: &Shim| {
+        let mut runtime = shim.runtime.clone();
+        async move {
+            runtime
+                .list_containers(ListContainersRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .containers
+                .len()
+        }
+    };
+
+    // A malformed name is the caller's mistake, on every engine.
+    let err = create("badname", vec!["gpu0".into()], None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+
+    let info = env.engine.info().await.unwrap();
+    let api = env.engine.api_version();
+    let cdi_on =
+        api >= ApiVersion::new(1, 44) && !info.cdi_spec_dirs.unwrap_or_default().is_empty();
+    if !cdi_on {
+        let err = create("nocdi", vec![spec.device("one")], None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+        let why = if api < ApiVersion::new(1, 44) {
+            "Docker 25 (API 1.44)"
+        } else {
+            "CDI feature is off"
+        };
+        assert!(
+            err.message().contains(why) && err.message().contains(&spec.device("one")),
+            "{err}"
+        );
+        assert_eq!(ours(&shim).await, 0, "nothing created");
+        return;
+    }
+
+    let id = create(
+        "withcdi",
+        vec![spec.device("one")],
+        Some(format!("{}, {}", spec.device("two"), spec.device("one"))),
+    )
+    .await
+    .expect("a container with CDI devices")
+    .into_inner()
+    .container_id;
+    containers::start(&shim.runtime, &id).await;
+    // CDI's env goes into the main process's spec, not Docker's config
+    // (which an exec inherits): read it where the devices' users see it.
+    let seen = containers::exec_stdout(
+        &shim.runtime,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "tr '\\0' '\\n' < /proc/1/environ | grep CRID_CDI | sort; ls -l /dev/crid-one /dev/crid-two; cat /cdi-one/hello /cdi-two/hello",
+        ],
+    )
+    .await;
+    assert!(
+        seen.contains("CRID_CDI_ONE=one\nCRID_CDI_TWO=two"),
+        "both devices' env: {seen}"
+    );
+    for node in ["/dev/crid-one", "/dev/crid-two"] {
+        let line = seen.lines().find(|l| l.ends_with(node)).unwrap_or_default();
+        assert!(
+            line.starts_with('c') && line.contains("1,   3"),
+            "{node} is the host's /dev/null (char 1:3): {seen}"
+        );
+    }
+    assert_eq!(seen.matches("from the cdi spec").count(), 2, "{seen}");
+
+    // A device no spec defines: refused at create where Docker lists what
+    // it knows (API 1.50+), at start before that.
+    let unknown = create("unknown", vec![spec.device("three")], None).await;
+    if api >= ApiVersion::new(1, 50) {
+        let err = unknown.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+        assert!(
+            err.message().contains(&spec.device("three")) && err.message().contains("/var/run/cdi"),
+            "{err}"
+        );
+        assert_eq!(ours(&shim).await, 1, "no container left by the refusal");
+    } else {
+        let id = unknown.unwrap().into_inner().container_id;
+        let err = shim
+            .runtime
+            .clone()
+            .start_container(StartContainerRequest { container_id: id })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+        assert!(err.message().contains("unresolvable CDI devices"), "{err}");
+    }
+}

@@ -76,7 +76,11 @@ fn methods() -> Vec<String> {
             methods.push(format!("/runtime.v1.{service}/{name}"));
         }
     }
-    assert_eq!(methods.len(), 35, "every RPC of the CRI: {methods:?}");
+    assert_eq!(
+        methods.len(),
+        41,
+        "every RPC of the CRI (v0.36): {methods:?}"
+    );
     methods
 }
 

@@ -71,6 +71,14 @@ pub const NEWEST: ApiVersion = ApiVersion::new(1, 53);
 /// `ReadOnlyForceRecursive` exist.
 pub const RECURSIVE_READ_ONLY: ApiVersion = ApiVersion::new(1, 44);
 
+/// Device requests of the `cdi` driver, and `CDISpecDirs` in `/info`
+/// (Docker 25).
+pub const CDI_DEVICES: ApiVersion = ApiVersion::new(1, 44);
+
+/// `DiscoveredDevices` in `/info`: the CDI devices the daemon knows
+/// (Docker 28.2).
+pub const DISCOVERED_DEVICES: ApiVersion = ApiVersion::new(1, 50);
+
 /// Mounts of type `image` (Docker 28).
 pub const IMAGE_MOUNTS: ApiVersion = ApiVersion::new(1, 48);
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bollard::query_parameters::{StartContainerOptions, StopContainerOptions};
 use cri_dockerd_api::v1::{ContainerConfig, LinuxContainerResources, PodSandboxConfig};
+use cri_dockerd_engine::api_version;
 use cri_dockerd_engine::model::{ContainerInspect, ContainerStatus};
 use tracing::Instrument;
 
@@ -140,6 +141,10 @@ impl DockerCri {
             )));
         }
         let image_volume_ids = self.image_volume_ids(config).await?;
+        let cdi_devices = translate::cdi::requested_devices(config)?;
+        if !cdi_devices.is_empty() {
+            self.check_cdi_devices(&cdi_devices).await?;
+        }
         let runtime = sandbox
             .inspect
             .host_config
@@ -227,6 +232,47 @@ impl DockerCri {
             tracing::info!(capability = %cap, "Docker does not know this capability: left out of ALL");
             self.refused_capabilities.lock().insert(cap);
         }
+    }
+
+    /// CDI devices are never dropped: a daemon that cannot inject them, or
+    /// one that does not know a device (where it says which it knows: API
+    /// 1.50+), refuses the container here. On API 1.44 to 1.49 an unknown
+    /// device shows at StartContainer, as Docker's refusal.
+    async fn check_cdi_devices(&self, names: &[String]) -> Result<()> {
+        let facts = self.facts();
+        facts.cdi_support().map_err(|why| {
+            Error::FailedPrecondition(format!("cannot inject CDI devices {names:?}: {why}"))
+        })?;
+        if facts.api_version < api_version::DISCOVERED_DEVICES {
+            return Ok(());
+        }
+        // Fresh: specs come and go as drivers write them.
+        let info = self
+            .engine
+            .info()
+            .await
+            .map_err(Error::docker("docker info (CDI devices)"))?;
+        let known: Vec<String> = info
+            .discovered_devices
+            .into_iter()
+            .flatten()
+            .filter(|d| d.source.as_deref() == Some(translate::cdi::DOCKER_DRIVER))
+            .filter_map(|d| d.id)
+            .collect();
+        let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(n)).collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let dirs: Vec<String> = facts
+            .cdi_spec_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        Err(Error::FailedPrecondition(format!(
+            "CDI devices {unknown:?} are unknown to Docker {}: no CDI spec in {} defines them",
+            facts.docker_version,
+            dirs.join(", ")
+        )))
     }
 
     /// The image ID of every image the container's image volumes name;

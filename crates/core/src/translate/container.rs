@@ -437,6 +437,10 @@ pub fn create_body(
                 })
                 .collect(),
         ),
+        device_requests: {
+            let cdi = super::cdi::requested_devices(config)?;
+            (!cdi.is_empty()).then(|| vec![super::cdi::device_request(&cdi)])
+        },
         cgroup_parent: sandbox
             .linux
             .as_ref()

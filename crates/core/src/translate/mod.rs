@@ -1,6 +1,7 @@
 //! Pure translation from CRI configs to Docker create bodies. No I/O here
 //! beyond what callers pass in, so every rule is unit-tested.
 
+pub mod cdi;
 pub mod container;
 #[cfg(test)]
 pub(crate) mod fixtures;

@@ -26,7 +26,12 @@ docker_model! {
         "ExperimentalBuild" => experimental_build: bool,
         "SecurityOptions" => security_options: Vec<String>,
         "Containerd" => containerd: ContainerdInfo,
+        /// Where the daemon reads CDI specs (API 1.44+); empty when its
+        /// CDI feature is off.
         "CDISpecDirs" => cdi_spec_dirs: Vec<String>,
+        /// The devices the daemon's device drivers found, CDI's among them
+        /// (API 1.50+).
+        "DiscoveredDevices" => discovered_devices: Vec<DeviceInfo>,
         "Labels" => labels: Vec<String>,
     }
 }
@@ -38,6 +43,15 @@ docker_model! {
         /// `org.opencontainers.runtime-spec.features`: the runtime's
         /// `features` document as a JSON string (API 1.44+).
         "status" => status: HashMap<String, String>,
+    }
+}
+
+docker_model! {
+    pub struct DeviceInfo {
+        /// The device driver: `cdi`.
+        "Source" => source: String,
+        /// For CDI, the fully-qualified device name.
+        "ID" => id: String,
     }
 }
 
