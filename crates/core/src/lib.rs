@@ -19,6 +19,7 @@ mod docker_cri;
 pub mod error;
 mod events;
 mod facts;
+pub mod features;
 mod image;
 pub mod labels;
 mod locks;

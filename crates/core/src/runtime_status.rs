@@ -4,8 +4,7 @@ use std::collections::HashMap;
 
 use cri_dockerd_api::v1::{
     CgroupDriver as CriCgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition,
-    RuntimeConfigResponse, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusResponse,
-    VersionResponse,
+    RuntimeConfigResponse, RuntimeHandler, RuntimeStatus, StatusResponse, VersionResponse,
 };
 
 use crate::config::NetworkPlugin;
@@ -59,6 +58,10 @@ impl DockerCri {
         if verbose {
             info.insert("config".to_string(), self.effective_config_json());
             info.insert("docker".to_string(), self.docker_json());
+            info.insert(
+                "features".to_string(),
+                serde_json::to_string(&crate::features::answers(&self.facts())).unwrap_or_default(),
+            );
         }
         Ok(StatusResponse {
             status: Some(RuntimeStatus {
@@ -66,7 +69,7 @@ impl DockerCri {
             }),
             info,
             runtime_handlers: self.runtime_handlers(),
-            features: None,
+            features: Some(crate::features::node_features()),
         })
     }
 
@@ -77,10 +80,7 @@ impl DockerCri {
         std::iter::once(String::new())
             .chain(facts.runtimes.keys().cloned())
             .map(|name| RuntimeHandler {
-                features: Some(RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: facts.supports_recursive_read_only(&name),
-                    user_namespaces: false,
-                }),
+                features: Some(crate::features::handler_features(&facts, &name)),
                 name,
             })
             .collect()

@@ -215,3 +215,166 @@ async fn socket_is_0660_replaces_a_stale_one_and_goes_away_on_sigterm() {
     assert!(!socket.exists(), "the socket must be removed on SIGTERM");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// The runtime features the kubelet reads, answered from what Docker can
+/// do here, each with its reason in the verbose Status, and each answer
+/// true: what is answered `false` is refused when asked for (never run
+/// without it), and the reason given for `supplemental_groups_policy` is
+/// what a container sees.
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_features_are_answered_truthfully() {
+    use cri_dockerd_testkit::cri::{container_config, containers, pod_config};
+    use cri_dockerd_testkit::env::BUSYBOX_IMAGE;
+    let env = test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let status = shim
+        .runtime
+        .clone()
+        .status(StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let node = status.features.expect("Status.features is answered");
+    assert!(!node.supplemental_groups_policy);
+    assert!(!node.user_namespaces_host_network);
+    assert!(!status.runtime_handlers.is_empty());
+    for handler in &status.runtime_handlers {
+        let features = handler.features.expect("every handler's features");
+        assert!(!features.user_namespaces, "{:?}", handler.name);
+    }
+    let answers: Vec<serde_json::Value> =
+        serde_json::from_str(&status.info["features"]).expect("verbose info: features");
+    let answer = |name: &str| {
+        answers
+            .iter()
+            .find(|a| a["feature"] == name)
+            .unwrap_or_else(|| panic!("no answer for {name}: {answers:?}"))
+            .clone()
+    };
+    for name in [
+        "supplemental_groups_policy",
+        "user_namespaces_host_network",
+        "user_namespaces",
+    ] {
+        assert_eq!(answer(name)["supported"], false, "{name}");
+        assert!(!answer(name)["why"].as_str().unwrap().is_empty(), "{name}");
+    }
+    let default_rro = status
+        .runtime_handlers
+        .iter()
+        .find(|h| h.name.is_empty())
+        .and_then(|h| h.features)
+        .unwrap()
+        .recursive_read_only_mounts;
+    assert_eq!(
+        answer("recursive_read_only_mounts")["supported"],
+        default_rro
+    );
+
+    // Merge is what every container gets: the image's /etc/group adds
+    // `extra` (5555) to user 1234, though the pod asks for no groups.
+    let (pod, config) = shim.run_pod("features").await;
+    let mut as_tester = container_config("groups", BUSYBOX_IMAGE, &["sleep", "3600"]);
+    as_tester.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1234 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = containers::run(&shim.runtime, &pod, as_tester, &config).await;
+    let groups = containers::exec_stdout(&shim.runtime, &id, &["id", "-G"]).await;
+    assert!(
+        groups.split_whitespace().any(|g| g == "5555"),
+        "the image's group is added, as answered: {groups}"
+    );
+
+    // Strict, asked of a container or a pod: refused, nothing left.
+    let mut strict = container_config("strict", BUSYBOX_IMAGE, &["sleep", "3600"]);
+    strict.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            supplemental_groups_policy: SupplementalGroupsPolicy::Strict as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let err = shim
+        .runtime
+        .clone()
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(strict),
+            sandbox_config: Some(config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+    assert!(err.message().contains("Strict"), "{err}");
+
+    let refused_pod =
+        |name: &str, userns: Option<NamespaceMode>, policy: SupplementalGroupsPolicy| {
+            let mut config = pod_config(name, "default", &shim.pod_uid(name));
+            let linux = config.linux.get_or_insert_with(Default::default);
+            let sc = linux.security_context.get_or_insert_with(Default::default);
+            sc.supplemental_groups_policy = policy as i32;
+            if let Some(mode) = userns {
+                sc.namespace_options
+                    .get_or_insert_with(Default::default)
+                    .userns_options = Some(UserNamespace {
+                    mode: mode as i32,
+                    ..Default::default()
+                });
+            }
+            let mut runtime = shim.runtime.clone();
+            async move {
+                runtime
+                    .run_pod_sandbox(RunPodSandboxRequest {
+                        config: Some(config),
+                        runtime_handler: String::new(),
+                    })
+                    .await
+            }
+        };
+    for (name, userns, policy, says) in [
+        (
+            "hostusers-false",
+            Some(NamespaceMode::Pod),
+            SupplementalGroupsPolicy::Merge,
+            "hostUsers: false",
+        ),
+        (
+            "strict-pod",
+            None,
+            SupplementalGroupsPolicy::Strict,
+            "Strict",
+        ),
+    ] {
+        let err = refused_pod(name, userns, policy).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{name}: {err}");
+        assert!(err.message().contains(says), "{name}: {err}");
+    }
+    // The host's user namespace, as the kubelet asks for hostUsers: true.
+    refused_pod(
+        "hostusers-true",
+        Some(NamespaceMode::Node),
+        SupplementalGroupsPolicy::Merge,
+    )
+    .await
+    .expect("a pod in the node's user namespace");
+    for (name, made) in [
+        ("hostusers-false", 0),
+        ("strict-pod", 0),
+        ("hostusers-true", 1),
+    ] {
+        let options = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(std::collections::HashMap::from([(
+                "label".to_string(),
+                vec![format!("io.kubernetes.pod.uid={}", shim.pod_uid(name))],
+            )])),
+            ..Default::default()
+        };
+        let found = env.docker.list_containers(Some(options)).await.unwrap();
+        assert_eq!(found.len(), made, "containers of pod {name}");
+    }
+}

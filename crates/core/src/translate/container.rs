@@ -399,6 +399,7 @@ pub fn create_body(
         )));
     }
     let name = naming::container_name(sandbox_metadata, metadata);
+    crate::features::check_container(config)?;
 
     let mut docker_labels = labels::make_labels(&config.labels, &config.annotations);
     docker_labels.insert(

@@ -129,6 +129,7 @@ pub fn create_body(
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("sandbox config has no metadata".into()))?;
     let name = naming::sandbox_name(metadata);
+    crate::features::check_pod(config)?;
     if let Some(linux) = &config.linux {
         for key in linux.sysctls.keys() {
             if !is_sysctl_name(key) {
