@@ -104,6 +104,71 @@ async fn pod_resources_reach_the_sandbox_container() {
     let info: serde_json::Value = serde_json::from_str(&verbose["info"]).unwrap();
     assert_eq!(info["podResources"]["cpuShares"], 512);
     assert_eq!(info["podResources"]["overheadMemoryLimitInBytes"], 16 << 20);
+    assert_eq!(
+        info["podResources"]["notAppliedToPauseContainer"],
+        serde_json::Value::Null
+    );
+
+    // Up, past the swap limit set with the last memory limit (Docker wants
+    // both at once), then down: each applied.
+    for memory in [512 << 20, 64 << 20] {
+        rt.update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: pod.clone(),
+            resources: Some(LinuxContainerResources {
+                memory_limit_in_bytes: memory,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("resizing to {memory}: {e}"));
+        let host = env
+            .docker
+            .inspect_container(&pod, None::<InspectContainerOptions>)
+            .await
+            .unwrap()
+            .host_config
+            .unwrap();
+        assert_eq!(host.memory, Some(memory));
+    }
+    // A figure Docker refuses for the pause container (under its 6 MB
+    // minimum): the kubelet's pod cgroup holds the pod's limit, so the
+    // resize is not failed; the pause container keeps its last limit and
+    // the verbose status says why.
+    rt.update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
+        pod_sandbox_id: pod.clone(),
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 4 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("Docker's refusal for the pause container does not fail the resize");
+    let host = env
+        .docker
+        .inspect_container(&pod, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .host_config
+        .unwrap();
+    assert_eq!(host.memory, Some(64 << 20));
+    let verbose = rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let info: serde_json::Value = serde_json::from_str(&verbose["info"]).unwrap();
+    let why = info["podResources"]["notAppliedToPauseContainer"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.to_lowercase().contains("memory"), "{info}");
+    assert_eq!(info["podResources"]["memoryLimitInBytes"], 4 << 20);
 
     let missing = rt
         .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {

@@ -151,15 +151,16 @@ impl DockerCri {
                 "cniNetwork": self.cni.as_ref().and_then(|c| c.cached_network(&details.id)).map(|n| n.network_name),
                 "checkpoint": details.checkpoint.as_ref().map(|c| serde_json::json!({"name": c.name, "namespace": c.namespace, "data": c.data})),
                 "sandboxOnlyInCheckpoint": details.record.is_none(),
-                "podResources": self.pod_resources.get(&details.id).map(|(resources, overhead)| serde_json::json!({
-                    "cpuShares": resources.cpu_shares,
-                    "cpuQuota": resources.cpu_quota,
-                    "cpuPeriod": resources.cpu_period,
-                    "cpusetCpus": resources.cpuset_cpus,
-                    "cpusetMems": resources.cpuset_mems,
-                    "memoryLimitInBytes": resources.memory_limit_in_bytes,
-                    "overheadMemoryLimitInBytes": overhead.memory_limit_in_bytes,
-                    "overheadCpuShares": overhead.cpu_shares,
+                "podResources": self.pod_resources.get(&details.id).map(|entry| serde_json::json!({
+                    "cpuShares": entry.resources.cpu_shares,
+                    "cpuQuota": entry.resources.cpu_quota,
+                    "cpuPeriod": entry.resources.cpu_period,
+                    "cpusetCpus": entry.resources.cpuset_cpus,
+                    "cpusetMems": entry.resources.cpuset_mems,
+                    "memoryLimitInBytes": entry.resources.memory_limit_in_bytes,
+                    "overheadMemoryLimitInBytes": entry.overhead.memory_limit_in_bytes,
+                    "overheadCpuShares": entry.overhead.cpu_shares,
+                    "notAppliedToPauseContainer": entry.not_applied,
                 })),
             });
             info.insert("info".to_string(), detail.to_string());
