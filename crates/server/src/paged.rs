@@ -130,6 +130,18 @@ async fn send<R>(
     }
 }
 
+/// An entry whose container or pod was removed after the selection is
+/// left out, as if the list had been taken a moment later.
+pub(crate) fn gone_is_none<T>(
+    built: cri_dockerd_core::Result<T>,
+) -> cri_dockerd_core::Result<Option<T>> {
+    match built {
+        Ok(item) => Ok(Some(item)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Entries that already are their items.
 pub(crate) fn ready<T: Send + 'static>() -> Build<T, T> {
     Box::new(|item| Box::pin(async move { Ok(Some(item)) }))

@@ -355,7 +355,7 @@ impl RuntimeService for CriService {
         let cri = self.cri.clone();
         let build: paged::Build<_, _> = Box::new(move |attributes| {
             let cri = cri.clone();
-            Box::pin(async move { cri.container_stats_of(attributes).await.map(Some) })
+            Box::pin(async move { paged::gone_is_none(cri.container_stats_of(attributes).await) })
         });
         Ok(Response::new(paged::paged(
             entries,
@@ -407,7 +407,7 @@ impl RuntimeService for CriService {
         let cri = self.cri.clone();
         let build: paged::Build<_, _> = Box::new(move |entry| {
             let cri = cri.clone();
-            Box::pin(async move { cri.pod_stats_of(entry).await.map(Some) })
+            Box::pin(async move { paged::gone_is_none(cri.pod_stats_of(entry).await) })
         });
         Ok(Response::new(paged::paged(
             entries,
