@@ -596,7 +596,10 @@ impl DockerCri {
             &sandbox.name,
         );
         let mut metrics = Vec::new();
-        if let Some(interfaces) = super::pod_interfaces(pause.pid) {
+        // A host-network pod's interfaces are the node's: not the pod's.
+        if !super::SandboxShape::of(Some(&sandbox.inspect)).host_network
+            && let Some(interfaces) = super::pod_interfaces(pause.pid)
+        {
             metrics.extend(network_series(&pause_labels, &interfaces, timestamp));
         }
         // The pod's own cgroup, as cAdvisor reports it: no container name.

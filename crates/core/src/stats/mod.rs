@@ -117,6 +117,45 @@ fn pod_interfaces(pause_pid: i64) -> Option<Vec<InterfaceCounters>> {
     )
 }
 
+/// The pod's network block as the kubelet reads it: it dereferences the
+/// default interface without a check (`criInterfaceToSummary`), so a block
+/// is given only with one: eth0, where CNI and Docker put the pod, else
+/// the first of the pod's interfaces by name. No interface but loopback,
+/// no block. A host-network pod gets none at all (its interfaces are the
+/// node's, which the kubelet reports itself).
+fn network_usage(interfaces: &[InterfaceCounters], timestamp: i64) -> Option<NetworkUsage> {
+    let default = interfaces
+        .iter()
+        .find(|i| i.name == POD_INTERFACE)
+        .or_else(|| interfaces.iter().min_by(|a, b| a.name.cmp(&b.name)))?;
+    Some(NetworkUsage {
+        timestamp,
+        default_interface: Some(default.usage()),
+        interfaces: interfaces.iter().map(InterfaceCounters::usage).collect(),
+    })
+}
+
+/// What a pod's sandbox container is, for its stats.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SandboxShape {
+    /// Created under a cgroup parent (the kubelet's per-pod cgroup).
+    pub own_cgroup: bool,
+    /// In the node's network namespace.
+    pub host_network: bool,
+}
+
+impl SandboxShape {
+    pub fn of(inspect: Option<&cri_dockerd_engine::model::ContainerInspect>) -> Self {
+        Self {
+            own_cgroup: has_cgroup_parent(inspect),
+            host_network: inspect
+                .and_then(|i| i.host_config.as_ref())
+                .and_then(|h| h.network_mode.as_deref())
+                == Some(crate::translate::NAMESPACE_MODE_HOST),
+        }
+    }
+}
+
 /// What stats keep between calls, per running container.
 pub(crate) struct StatsState {
     mounts: CgroupMounts,
@@ -422,7 +461,7 @@ impl DockerCri {
             .await?;
         self.pod_stats(
             attributes,
-            has_cgroup_parent(details.inspect()),
+            SandboxShape::of(details.inspect()),
             containers.into_iter().map(|(a, _)| a).collect(),
         )
         .await
@@ -441,7 +480,7 @@ impl DockerCri {
 
     /// One pod's stats, as ListPodSandboxStats gives them.
     pub async fn pod_stats_of(&self, entry: PodStatsEntry) -> Result<PodSandboxStats> {
-        self.pod_stats(entry.attributes, entry.own_cgroup, entry.containers)
+        self.pod_stats(entry.attributes, entry.shape, entry.containers)
             .await
     }
 
@@ -477,7 +516,7 @@ impl DockerCri {
                 annotations: sandbox.annotations,
             };
             out.push(PodStatsEntry {
-                own_cgroup: has_cgroup_parent(record.as_ref().map(|r| &r.inspect)),
+                shape: SandboxShape::of(record.as_ref().map(|r| &r.inspect)),
                 containers: by_pod.remove(&sandbox.id).unwrap_or_default(),
                 attributes,
             });
@@ -493,14 +532,14 @@ impl DockerCri {
     async fn pod_stats(
         &self,
         attributes: PodSandboxAttributes,
-        own_cgroup: bool,
+        shape: SandboxShape,
         containers: Vec<ContainerAttributes>,
     ) -> Result<PodSandboxStats> {
         let timestamp = now_ns();
         let pause = self.running_facts(&attributes.id).await?;
         let pod_cgroup = pause
             .as_ref()
-            .filter(|_| own_cgroup)
+            .filter(|_| shape.own_cgroup)
             .and_then(|p| p.cgroup.parent());
         let mut total = Sample::default();
         let mut memory_seen = false;
@@ -544,15 +583,9 @@ impl DockerCri {
         }
         let network = pause
             .as_ref()
+            .filter(|_| !shape.host_network)
             .and_then(|p| pod_interfaces(p.pid))
-            .map(|interfaces| NetworkUsage {
-                timestamp,
-                default_interface: interfaces
-                    .iter()
-                    .find(|i| i.name == POD_INTERFACE)
-                    .map(InterfaceCounters::usage),
-                interfaces: interfaces.iter().map(InterfaceCounters::usage).collect(),
-            });
+            .and_then(|interfaces| network_usage(&interfaces, timestamp));
         Ok(PodSandboxStats {
             linux: Some(LinuxPodSandboxStats {
                 cpu: Some(self.cpu_usage(&format!("pod:{}", attributes.id), timestamp, &total)),
@@ -578,7 +611,7 @@ impl DockerCri {
 /// A pod ListPodSandboxStats reports, with its running containers.
 pub struct PodStatsEntry {
     attributes: PodSandboxAttributes,
-    own_cgroup: bool,
+    shape: SandboxShape,
     containers: Vec<ContainerAttributes>,
 }
 
@@ -614,6 +647,29 @@ mod tests {
     }
 
     use super::*;
+
+    fn counters(name: &str, rx: u64) -> InterfaceCounters {
+        InterfaceCounters {
+            name: name.into(),
+            rx_bytes: rx,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_network_block_always_has_its_default_interface() {
+        let eth0 = network_usage(&[counters("net1", 1), counters("eth0", 2)], 7).unwrap();
+        assert_eq!(eth0.default_interface.unwrap().name, "eth0");
+        assert_eq!(eth0.interfaces.len(), 2);
+        let only = network_usage(&[counters("veth-x", 3)], 7).unwrap();
+        assert_eq!(
+            only.default_interface.unwrap().rx_bytes,
+            Some(UInt64Value { value: 3 })
+        );
+        let first = network_usage(&[counters("net2", 1), counters("net1", 2)], 7).unwrap();
+        assert_eq!(first.default_interface.unwrap().name, "net1");
+        assert_eq!(network_usage(&[], 7), None, "loopback only: no block");
+    }
 
     #[test]
     fn net_dev_counters() {
