@@ -7,7 +7,7 @@
 #   guest          what only such a host shows (tests/guest.rs): the Debian
 #                  package under systemd, pods in systemd slices with v2
 #                  stats and limits, AppArmor profiles
-#   lifecycle, network, containers, streaming, pod_stats
+#   lifecycle, network, containers, streaming, pod_stats, kubelet_stats
 #                  the suites of the same names, as on the host
 #
 # The shim the tests start is the release build (CRID_TEST_SHIM), what
@@ -28,6 +28,7 @@ suites=(
   "containers=containers"
   "streaming=streaming"
   "pod_stats=pod_stats"
+  "kubelet_stats=kubelet_stats"
 )
 targets=()
 for suite in "${suites[@]}"; do

@@ -435,3 +435,237 @@ async fn every_stats_answer_holds_what_the_kubelet_reads() {
         f.0.join("\n")
     );
 }
+
+/// cAdvisor's series as the kubelet's /metrics/cadvisor publishes them
+/// (its default metric sets: CPU, memory, disk usage and I/O, network,
+/// processes, OOM, pressure), by cAdvisor's documented names and label
+/// keys beyond `container, id, image, name, namespace, pod`.
+const CADVISOR_SERIES: &[(&str, &[&str])] = &[
+    ("container_cpu_usage_seconds_total", &["cpu"]),
+    ("container_cpu_user_seconds_total", &[]),
+    ("container_cpu_system_seconds_total", &[]),
+    ("container_cpu_cfs_periods_total", &[]),
+    ("container_cpu_cfs_throttled_periods_total", &[]),
+    ("container_cpu_cfs_throttled_seconds_total", &[]),
+    ("container_memory_usage_bytes", &[]),
+    ("container_memory_working_set_bytes", &[]),
+    ("container_memory_rss", &[]),
+    ("container_memory_cache", &[]),
+    ("container_memory_mapped_file", &[]),
+    ("container_memory_swap", &[]),
+    ("container_memory_max_usage_bytes", &[]),
+    ("container_memory_failcnt", &[]),
+    (
+        "container_memory_failures_total",
+        &["failure_type", "scope"],
+    ),
+    ("container_memory_kernel_usage", &[]),
+    ("container_memory_total_active_file_bytes", &[]),
+    ("container_memory_total_inactive_file_bytes", &[]),
+    ("container_oom_events_total", &[]),
+    ("container_spec_memory_limit_bytes", &[]),
+    ("container_spec_memory_reservation_limit_bytes", &[]),
+    ("container_spec_memory_swap_limit_bytes", &[]),
+    ("container_spec_cpu_shares", &[]),
+    ("container_spec_cpu_quota", &[]),
+    ("container_spec_cpu_period", &[]),
+    ("container_processes", &[]),
+    ("container_threads", &[]),
+    ("container_threads_max", &[]),
+    ("container_file_descriptors", &[]),
+    ("container_sockets", &[]),
+    ("container_ulimits_soft", &["ulimit"]),
+    ("container_fs_usage_bytes", &["device"]),
+    ("container_fs_limit_bytes", &["device"]),
+    ("container_fs_inodes_total", &["device"]),
+    ("container_fs_inodes_free", &["device"]),
+    ("container_fs_reads_bytes_total", &["device"]),
+    ("container_fs_writes_bytes_total", &["device"]),
+    ("container_fs_reads_total", &["device"]),
+    ("container_fs_writes_total", &["device"]),
+    (
+        "container_blkio_device_usage_total",
+        &["device", "major", "minor", "operation"],
+    ),
+    ("container_pressure_cpu_waiting_seconds_total", &[]),
+    ("container_pressure_cpu_stalled_seconds_total", &[]),
+    ("container_pressure_memory_waiting_seconds_total", &[]),
+    ("container_pressure_memory_stalled_seconds_total", &[]),
+    ("container_pressure_io_waiting_seconds_total", &[]),
+    ("container_pressure_io_stalled_seconds_total", &[]),
+    ("container_start_time_seconds", &[]),
+    ("container_last_seen", &[]),
+    ("container_network_receive_bytes_total", &["interface"]),
+    ("container_network_receive_packets_total", &["interface"]),
+    ("container_network_receive_errors_total", &["interface"]),
+    (
+        "container_network_receive_packets_dropped_total",
+        &["interface"],
+    ),
+    ("container_network_transmit_bytes_total", &["interface"]),
+    ("container_network_transmit_packets_total", &["interface"]),
+    ("container_network_transmit_errors_total", &["interface"]),
+    (
+        "container_network_transmit_packets_dropped_total",
+        &["interface"],
+    ),
+];
+
+/// ListMetricDescriptors names every series above with cAdvisor's label
+/// keys, and one pod's series carry what cAdvisor would show for it: its
+/// containers' CPU, memory, processes, open files and sockets, limits and
+/// start time with the kubelet's labels; the pod's network per interface.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_follow_cadvisors_names_and_labels() {
+    test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let rt = shim.runtime.clone();
+    let descriptors: HashMap<String, Vec<String>> = rt
+        .clone()
+        .list_metric_descriptors(ListMetricDescriptorsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .descriptors
+        .into_iter()
+        .map(|d| (d.name, d.label_keys))
+        .collect();
+    let base = ["container", "id", "image", "name", "namespace", "pod"];
+    for (name, extra) in CADVISOR_SERIES {
+        let want: Vec<String> = base
+            .iter()
+            .chain(extra.iter())
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(descriptors.get(*name), Some(&want), "{name}");
+    }
+
+    // A server holding a listening socket and a file open, busy for a
+    // moment, under a memory limit.
+    let (pod, config) = shim.run_pod("cadvisor").await;
+    let mut server = container_config(
+        "server",
+        BUSYBOX_IMAGE,
+        &[
+            "sh",
+            "-c",
+            "exec 3</etc/passwd; nc -l -p 8080 & i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 3600",
+        ],
+    );
+    server.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = containers::run(&rt, &pod, server, &config).await;
+    let container = containers::status(&rt, &id).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (pod_series, series) = loop {
+        let pods = rt
+            .clone()
+            .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_metrics;
+        let ours = pods.into_iter().find(|p| p.pod_sandbox_id == pod).unwrap();
+        let series: Vec<Metric> = ours
+            .container_metrics
+            .iter()
+            .find(|c| c.container_id == id)
+            .map(|c| c.metrics.clone())
+            .unwrap_or_default();
+        let sockets = series
+            .iter()
+            .find(|m| m.name == "container_sockets")
+            .map_or(0, |m| m.value.unwrap().value);
+        if sockets >= 1 || std::time::Instant::now() > deadline {
+            break (ours.metrics, series);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    let value = |name: &str| {
+        series
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .value
+            .unwrap()
+            .value
+    };
+    let labels = |m: &Metric| -> HashMap<String, String> {
+        descriptors[&m.name]
+            .iter()
+            .cloned()
+            .zip(m.label_values.iter().cloned())
+            .collect()
+    };
+    let working_set = series
+        .iter()
+        .find(|m| m.name == "container_memory_working_set_bytes")
+        .unwrap();
+    let l = labels(working_set);
+    assert_eq!(l["container"], "server");
+    assert_eq!(l["pod"], "cadvisor");
+    assert_eq!(l["namespace"], "default");
+    assert!(
+        l["name"].starts_with("k8s_server_cadvisor_default_"),
+        "{l:?}"
+    );
+    assert!(l["image"].contains("busybox"), "{l:?}");
+    assert!(!l["id"].is_empty());
+    assert!(value("container_memory_working_set_bytes") > 0);
+    assert_eq!(value("container_spec_memory_limit_bytes"), 64 << 20);
+    assert_eq!(value("container_spec_cpu_quota"), 50_000);
+    assert_eq!(value("container_spec_cpu_period"), 100_000);
+    assert!(value("container_processes") >= 2, "sh and nc");
+    assert!(value("container_threads") >= 2);
+    assert!(
+        value("container_file_descriptors") >= 4,
+        "stdio, passwd, the socket"
+    );
+    assert!(value("container_sockets") >= 1, "nc's listening socket");
+    assert!(value("container_ulimits_soft") > 0);
+    assert_eq!(
+        value("container_start_time_seconds"),
+        (container.created_at / 1_000_000_000) as u64
+    );
+    // Pressure where the kernel keeps it per cgroup: cgroup v2 with PSI
+    // (the test guest).
+    let psi = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        && std::path::Path::new("/proc/pressure/cpu").exists();
+    for name in [
+        "container_pressure_cpu_waiting_seconds_total",
+        "container_pressure_memory_waiting_seconds_total",
+        "container_pressure_io_waiting_seconds_total",
+        "container_pressure_io_stalled_seconds_total",
+    ] {
+        assert_eq!(
+            series.iter().any(|m| m.name == name),
+            psi,
+            "{name} where the kernel has PSI per cgroup"
+        );
+    }
+    let failures = series
+        .iter()
+        .filter(|m| m.name == "container_memory_failures_total")
+        .count();
+    assert_eq!(
+        failures, 4,
+        "pgfault and pgmajfault, container and hierarchy"
+    );
+    let rx = pod_series
+        .iter()
+        .find(|m| m.name == "container_network_receive_bytes_total")
+        .expect("the pod's network");
+    let l = labels(rx);
+    assert_eq!(
+        (l["interface"].as_str(), l["container"].as_str()),
+        ("eth0", "POD")
+    );
+}

@@ -276,6 +276,18 @@ impl ContainerCgroup {
                 .v1("memory", "memory.oom_control")
                 .and_then(|p| read_flat_keyed(&p))
                 .and_then(|c| c.get("oom_kill").copied());
+            memory.kernel = file("memory.kmem.usage_in_bytes");
+            memory.swap_limit = file("memory.memsw.limit_in_bytes").filter(|l| *l < UNLIMITED);
+            if let Some(stat) = self
+                .v1("memory", "memory.stat")
+                .and_then(|p| read_flat_keyed(&p))
+            {
+                let stat = |key: &str| stat.get(key).copied().unwrap_or(0);
+                memory.active_file = stat("total_active_file");
+                memory.inactive_file = stat("total_inactive_file");
+                memory.own_page_faults = stat("pgfault");
+                memory.own_major_page_faults = stat("pgmajfault");
+            }
             return Some(memory);
         }
         let file = |name: &str| self.v2(name).and_then(|p| read_u64(&p));
@@ -287,6 +299,15 @@ impl ContainerCgroup {
         memory.failcnt = events.get("max").copied().unwrap_or(0);
         memory.oom_kills = events.get("oom_kill").copied();
         memory.reservation = file("memory.low").filter(|l| *l > 0 && *l < UNLIMITED);
+        memory.swap_limit = file("memory.swap.max").filter(|l| *l < UNLIMITED);
+        if let Some(stat) = self.v2("memory.stat").and_then(|p| read_flat_keyed(&p)) {
+            memory.kernel = stat.get("kernel").copied();
+            let stat = |key: &str| stat.get(key).copied().unwrap_or(0);
+            memory.active_file = stat("active_file");
+            memory.inactive_file = stat("inactive_file");
+        }
+        memory.own_page_faults = memory.page_faults;
+        memory.own_major_page_faults = memory.major_page_faults;
         Some(memory)
     }
 
@@ -301,6 +322,15 @@ impl ContainerCgroup {
             Dirs::V1(_) => read_u64(&self.v1("pids", "pids.current")?),
             Dirs::V2(_) => read_u64(&self.v2("pids.current")?),
         }
+    }
+
+    /// The pids controller's limit on tasks; `None` when unlimited.
+    pub fn thread_limit(&self) -> Option<u64> {
+        let path = match &self.dirs {
+            Dirs::V1(_) => self.v1("pids", "pids.max")?,
+            Dirs::V2(_) => self.v2("pids.max")?,
+        };
+        read_u64(&path).filter(|l| *l < UNLIMITED)
     }
 
     /// The processes in the cgroup and the cgroups below it (a pod's are
@@ -590,6 +620,16 @@ pub struct Memory {
     pub oom_kills: Option<u64>,
     pub limit: Option<u64>,
     pub reservation: Option<u64>,
+    /// Kernel memory (v1 kmem, v2 `kernel` of memory.stat, 5.18+).
+    pub kernel: Option<u64>,
+    pub active_file: u64,
+    pub inactive_file: u64,
+    /// Page faults in this cgroup alone (v1); on v2, where every figure is
+    /// hierarchical, the same as `page_faults`.
+    pub own_page_faults: u64,
+    pub own_major_page_faults: u64,
+    /// Memory and swap (v1 memsw) or swap (v2) limit.
+    pub swap_limit: Option<u64>,
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -697,7 +737,7 @@ mod tests {
         write(
             &mem,
             "memory.stat",
-            "cache 1\ntotal_cache 350\ntotal_mapped_file 40\ntotal_swap 0\ntotal_inactive_file 300\ntotal_rss 600\ntotal_pgfault 7\ntotal_pgmajfault 1\n",
+            "cache 1\ntotal_cache 350\ntotal_mapped_file 40\ntotal_swap 0\ntotal_inactive_file 300\ntotal_active_file 50\ntotal_rss 600\npgfault 5\npgmajfault 0\ntotal_pgfault 7\ntotal_pgmajfault 1\n",
         );
         write(&cpuacct, "cpuacct.usage", "123456789\n");
         write(&cpuacct, "cpuacct.stat", "user 5\nsystem 2\n");
@@ -740,6 +780,12 @@ mod tests {
                 oom_kills: Some(3),
                 limit: None,
                 reservation: Some(500),
+                kernel: None,
+                active_file: 50,
+                inactive_file: 300,
+                own_page_faults: 5,
+                own_major_page_faults: 0,
+                swap_limit: None,
             })
         );
         assert_eq!(

@@ -19,8 +19,9 @@ use crate::docker_cri::DockerCri;
 use crate::error::Result;
 use crate::naming;
 use crate::stats::InterfaceCounters;
-use crate::stats::cgroups::{ContainerCgroup, Cpu, DeviceIo, Memory};
+use crate::stats::cgroups::{ContainerCgroup, Cpu, DeviceIo, Memory, Pressure};
 use crate::stats::fs_usage::{Filesystem, Usage};
+use crate::stats::procfs::{self, OpenFiles};
 use crate::store::{Kind, Phase, Record};
 
 /// cAdvisor's labels for a container, in the order every series carries
@@ -31,24 +32,15 @@ pub const LABEL_KEYS: [&str; 6] = ["container", "id", "image", "name", "namespac
 /// kubelet names the pause container.
 const POD_CONTAINER: &str = "POD";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Extra {
-    None,
-    Cpu,
-    Interface,
-    Device,
-}
-
-impl Extra {
-    fn key(self) -> Option<&'static str> {
-        match self {
-            Extra::None => None,
-            Extra::Cpu => Some("cpu"),
-            Extra::Interface => Some("interface"),
-            Extra::Device => Some("device"),
-        }
-    }
-}
+/// The label keys a family adds to [`LABEL_KEYS`], as cAdvisor's.
+type Extra = &'static [&'static str];
+const NO_EXTRA: Extra = &[];
+const CPU: Extra = &["cpu"];
+const INTERFACE: Extra = &["interface"];
+const DEVICE: Extra = &["device"];
+const FAILURE: Extra = &["failure_type", "scope"];
+const ULIMIT: Extra = &["ulimit"];
+const BLKIO: Extra = &["device", "major", "minor", "operation"];
 
 struct Family {
     name: &'static str,
@@ -108,6 +100,22 @@ const FS_READS: &str = "container_fs_reads_total";
 const FS_WRITES: &str = "container_fs_writes_total";
 const START_TIME: &str = "container_start_time_seconds";
 const LAST_SEEN: &str = "container_last_seen";
+const MEMORY_KERNEL: &str = "container_memory_kernel_usage";
+const MEMORY_ACTIVE_FILE: &str = "container_memory_total_active_file_bytes";
+const MEMORY_INACTIVE_FILE: &str = "container_memory_total_inactive_file_bytes";
+const MEMORY_FAILURES: &str = "container_memory_failures_total";
+const SPEC_MEMORY_SWAP_LIMIT: &str = "container_spec_memory_swap_limit_bytes";
+const THREADS_MAX: &str = "container_threads_max";
+const FILE_DESCRIPTORS: &str = "container_file_descriptors";
+const SOCKETS: &str = "container_sockets";
+const ULIMITS_SOFT: &str = "container_ulimits_soft";
+const BLKIO_DEVICE_USAGE: &str = "container_blkio_device_usage_total";
+const CPU_PRESSURE_WAITING: &str = "container_pressure_cpu_waiting_seconds_total";
+const CPU_PRESSURE_STALLED: &str = "container_pressure_cpu_stalled_seconds_total";
+const MEMORY_PRESSURE_WAITING: &str = "container_pressure_memory_waiting_seconds_total";
+const MEMORY_PRESSURE_STALLED: &str = "container_pressure_memory_stalled_seconds_total";
+const IO_PRESSURE_WAITING: &str = "container_pressure_io_waiting_seconds_total";
+const IO_PRESSURE_STALLED: &str = "container_pressure_io_stalled_seconds_total";
 const RX_BYTES: &str = "container_network_receive_bytes_total";
 const RX_PACKETS: &str = "container_network_receive_packets_total";
 const RX_ERRORS: &str = "container_network_receive_errors_total";
@@ -118,177 +126,233 @@ const TX_ERRORS: &str = "container_network_transmit_errors_total";
 const TX_DROPPED: &str = "container_network_transmit_packets_dropped_total";
 
 const FAMILIES: &[Family] = &[
-    counter(CPU_USAGE, "CPU time used, in seconds.", Extra::Cpu),
+    counter(CPU_USAGE, "CPU time used, in seconds.", CPU),
     counter(
         CPU_USER,
         "CPU time used in user mode, in seconds.",
-        Extra::None,
+        NO_EXTRA,
     ),
     counter(
         CPU_SYSTEM,
         "CPU time used in kernel mode, in seconds.",
-        Extra::None,
+        NO_EXTRA,
     ),
-    counter(CFS_PERIODS, "CFS enforcement periods elapsed.", Extra::None),
+    counter(CFS_PERIODS, "CFS enforcement periods elapsed.", NO_EXTRA),
     counter(
         CFS_THROTTLED_PERIODS,
         "CFS periods in which the container was throttled.",
-        Extra::None,
+        NO_EXTRA,
     ),
     counter(
         CFS_THROTTLED_SECONDS,
         "Time the container was throttled, in seconds.",
-        Extra::None,
+        NO_EXTRA,
     ),
     gauge(
         MEMORY_USAGE,
         "Memory in use, page cache included, in bytes.",
-        Extra::None,
+        NO_EXTRA,
     ),
     gauge(
         MEMORY_WORKING_SET,
         "Memory in use less inactive page cache, in bytes: what the kubelet evicts on.",
-        Extra::None,
+        NO_EXTRA,
     ),
     gauge(
         MEMORY_RSS,
         "Anonymous memory and swap cache, in bytes.",
-        Extra::None,
+        NO_EXTRA,
     ),
-    gauge(MEMORY_CACHE, "Page cache, in bytes.", Extra::None),
+    gauge(MEMORY_CACHE, "Page cache, in bytes.", NO_EXTRA),
     gauge(
         MEMORY_MAPPED_FILE,
         "Memory-mapped files, in bytes.",
-        Extra::None,
+        NO_EXTRA,
     ),
-    gauge(MEMORY_SWAP, "Swap in use, in bytes.", Extra::None),
+    gauge(MEMORY_SWAP, "Swap in use, in bytes.", NO_EXTRA),
     gauge(
         MEMORY_MAX_USAGE,
         "Highest memory use recorded, in bytes.",
-        Extra::None,
+        NO_EXTRA,
     ),
-    counter(
-        MEMORY_FAILCNT,
-        "Times memory use hit the limit.",
-        Extra::None,
-    ),
+    counter(MEMORY_FAILCNT, "Times memory use hit the limit.", NO_EXTRA),
     counter(
         OOM_EVENTS,
         "Processes the kernel killed for lack of memory in this container.",
-        Extra::None,
+        NO_EXTRA,
     ),
     gauge(
         SPEC_MEMORY_LIMIT,
         "Memory limit in bytes; 0 for none.",
-        Extra::None,
+        NO_EXTRA,
     ),
     gauge(
         SPEC_MEMORY_RESERVATION,
         "Memory soft limit in bytes; 0 for none.",
-        Extra::None,
+        NO_EXTRA,
     ),
-    gauge(SPEC_CPU_SHARES, "CPU shares.", Extra::None),
+    gauge(SPEC_CPU_SHARES, "CPU shares.", NO_EXTRA),
     gauge(
         SPEC_CPU_QUOTA,
         "CFS quota in microseconds per period; present when set.",
-        Extra::None,
+        NO_EXTRA,
     ),
     gauge(
         SPEC_CPU_PERIOD,
         "CFS period in microseconds; present when a quota is set.",
-        Extra::None,
+        NO_EXTRA,
     ),
-    gauge(PROCESSES, "Processes in the container.", Extra::None),
-    gauge(THREADS, "Threads in the container.", Extra::None),
+    gauge(
+        MEMORY_KERNEL,
+        "Kernel memory charged to the container, in bytes.",
+        NO_EXTRA,
+    ),
+    gauge(
+        MEMORY_ACTIVE_FILE,
+        "Page cache on the active list, in bytes.",
+        NO_EXTRA,
+    ),
+    gauge(
+        MEMORY_INACTIVE_FILE,
+        "Page cache on the inactive list, in bytes.",
+        NO_EXTRA,
+    ),
+    counter(
+        MEMORY_FAILURES,
+        "Page faults (pgfault) and major page faults (pgmajfault), of the container alone (scope container) or with its children (scope hierarchy).",
+        FAILURE,
+    ),
+    gauge(
+        SPEC_MEMORY_SWAP_LIMIT,
+        "Memory and swap limit (cgroup v1) or swap limit (v2) in bytes; 0 for none.",
+        NO_EXTRA,
+    ),
+    gauge(PROCESSES, "Processes in the container.", NO_EXTRA),
+    gauge(
+        THREADS_MAX,
+        "The most tasks the container may have; 0 for no limit.",
+        NO_EXTRA,
+    ),
+    gauge(
+        FILE_DESCRIPTORS,
+        "Open file descriptors of the container's processes.",
+        NO_EXTRA,
+    ),
+    gauge(
+        SOCKETS,
+        "Open sockets of the container's processes.",
+        NO_EXTRA,
+    ),
+    gauge(
+        ULIMITS_SOFT,
+        "Soft limits of the container's first process (max_open_files).",
+        ULIMIT,
+    ),
+    counter(
+        BLKIO_DEVICE_USAGE,
+        "Bytes read (operation Read) and written (Write) per block device.",
+        BLKIO,
+    ),
+    counter(
+        CPU_PRESSURE_WAITING,
+        "Time some tasks waited for CPU (PSI some), in seconds.",
+        NO_EXTRA,
+    ),
+    counter(
+        CPU_PRESSURE_STALLED,
+        "Time all tasks stalled on CPU (PSI full), in seconds.",
+        NO_EXTRA,
+    ),
+    counter(
+        MEMORY_PRESSURE_WAITING,
+        "Time some tasks waited for memory (PSI some), in seconds.",
+        NO_EXTRA,
+    ),
+    counter(
+        MEMORY_PRESSURE_STALLED,
+        "Time all tasks stalled on memory (PSI full), in seconds.",
+        NO_EXTRA,
+    ),
+    counter(
+        IO_PRESSURE_WAITING,
+        "Time some tasks waited for I/O (PSI some), in seconds.",
+        NO_EXTRA,
+    ),
+    counter(
+        IO_PRESSURE_STALLED,
+        "Time all tasks stalled on I/O (PSI full), in seconds.",
+        NO_EXTRA,
+    ),
+    gauge(THREADS, "Threads in the container.", NO_EXTRA),
     gauge(
         FS_USAGE,
         "Bytes the container's writable layer uses.",
-        Extra::Device,
+        DEVICE,
     ),
     gauge(
         FS_LIMIT,
         "Size of the filesystem holding the writable layer, in bytes.",
-        Extra::Device,
+        DEVICE,
     ),
     gauge(
         FS_INODES_TOTAL,
         "Inodes of the filesystem holding the writable layer.",
-        Extra::Device,
+        DEVICE,
     ),
     gauge(
         FS_INODES_FREE,
         "Free inodes of the filesystem holding the writable layer.",
-        Extra::Device,
+        DEVICE,
     ),
     counter(
         FS_READS_BYTES,
         "Bytes read from a block device (io.stat on cgroup v2, blkio on v1).",
-        Extra::Device,
+        DEVICE,
     ),
-    counter(
-        FS_WRITES_BYTES,
-        "Bytes written to a block device.",
-        Extra::Device,
-    ),
-    counter(
-        FS_READS,
-        "Reads completed from a block device.",
-        Extra::Device,
-    ),
-    counter(
-        FS_WRITES,
-        "Writes completed to a block device.",
-        Extra::Device,
-    ),
+    counter(FS_WRITES_BYTES, "Bytes written to a block device.", DEVICE),
+    counter(FS_READS, "Reads completed from a block device.", DEVICE),
+    counter(FS_WRITES, "Writes completed to a block device.", DEVICE),
     gauge(
         START_TIME,
         "When the container was created, in seconds since the epoch.",
-        Extra::None,
+        NO_EXTRA,
     ),
     gauge(
         LAST_SEEN,
         "When the container was last seen, in seconds since the epoch.",
-        Extra::None,
+        NO_EXTRA,
     ),
     counter(
         RX_BYTES,
         "Bytes received by the pod, per interface.",
-        Extra::Interface,
+        INTERFACE,
     ),
     counter(
         RX_PACKETS,
         "Packets received by the pod, per interface.",
-        Extra::Interface,
+        INTERFACE,
     ),
     counter(
         RX_ERRORS,
         "Errors while receiving, per interface.",
-        Extra::Interface,
+        INTERFACE,
     ),
     counter(
         RX_DROPPED,
         "Packets dropped while receiving, per interface.",
-        Extra::Interface,
+        INTERFACE,
     ),
-    counter(
-        TX_BYTES,
-        "Bytes sent by the pod, per interface.",
-        Extra::Interface,
-    ),
+    counter(TX_BYTES, "Bytes sent by the pod, per interface.", INTERFACE),
     counter(
         TX_PACKETS,
         "Packets sent by the pod, per interface.",
-        Extra::Interface,
+        INTERFACE,
     ),
-    counter(
-        TX_ERRORS,
-        "Errors while sending, per interface.",
-        Extra::Interface,
-    ),
+    counter(TX_ERRORS, "Errors while sending, per interface.", INTERFACE),
     counter(
         TX_DROPPED,
         "Packets dropped while sending, per interface.",
-        Extra::Interface,
+        INTERFACE,
     ),
 ];
 
@@ -309,7 +373,7 @@ pub fn descriptors() -> Vec<MetricDescriptor> {
             label_keys: LABEL_KEYS
                 .iter()
                 .copied()
-                .chain(f.extra.key())
+                .chain(f.extra.iter().copied())
                 .map(str::to_string)
                 .collect(),
         })
@@ -349,6 +413,13 @@ pub struct Readings {
     pub memory: Option<Memory>,
     pub processes: Option<u64>,
     pub threads: Option<u64>,
+    /// The pids controller's limit; `Some(0)` for none.
+    pub threads_max: Option<u64>,
+    pub open_files: Option<OpenFiles>,
+    /// The soft open-files limit of the first process.
+    pub max_open_files: Option<u64>,
+    /// PSI of `cpu`, `memory` and `io`, where the kernel keeps it.
+    pub pressure: Vec<(&'static str, Pressure)>,
     /// The writable layer, and the filesystem it lives on.
     pub writable_layer: Option<(Usage, Filesystem)>,
     /// Block I/O per device, with the device's name (`/dev/vda`).
@@ -364,9 +435,9 @@ struct Series<'a> {
 }
 
 impl Series<'_> {
-    fn push(&mut self, name: &str, value: u64, extra: Option<&str>) {
+    fn push(&mut self, name: &str, value: u64, extra: &[&str]) {
         let family = family(name);
-        debug_assert_eq!(family.extra.key().is_some(), extra.is_some(), "{name}");
+        debug_assert_eq!(family.extra.len(), extra.len(), "{name}");
         self.out.push(Metric {
             name: family.name.to_string(),
             timestamp: self.timestamp,
@@ -375,7 +446,7 @@ impl Series<'_> {
                 .labels
                 .values()
                 .into_iter()
-                .chain(extra)
+                .chain(extra.iter().copied())
                 .map(str::to_string)
                 .collect(),
             value: Some(UInt64Value { value }),
@@ -393,65 +464,107 @@ pub fn container_series(labels: &SeriesLabels, readings: &Readings, timestamp: i
         out: Vec::new(),
     };
     if let Some(cpu) = &readings.cpu {
-        series.push(CPU_USAGE, cpu.usage_ns / NS_PER_SECOND, Some("total"));
-        series.push(CPU_USER, cpu.user_ns / NS_PER_SECOND, None);
-        series.push(CPU_SYSTEM, cpu.system_ns / NS_PER_SECOND, None);
-        series.push(CFS_PERIODS, cpu.periods, None);
-        series.push(CFS_THROTTLED_PERIODS, cpu.throttled_periods, None);
-        series.push(
-            CFS_THROTTLED_SECONDS,
-            cpu.throttled_ns / NS_PER_SECOND,
-            None,
-        );
-        series.push(SPEC_CPU_SHARES, cpu.shares, None);
+        series.push(CPU_USAGE, cpu.usage_ns / NS_PER_SECOND, &["total"]);
+        series.push(CPU_USER, cpu.user_ns / NS_PER_SECOND, &[]);
+        series.push(CPU_SYSTEM, cpu.system_ns / NS_PER_SECOND, &[]);
+        series.push(CFS_PERIODS, cpu.periods, &[]);
+        series.push(CFS_THROTTLED_PERIODS, cpu.throttled_periods, &[]);
+        series.push(CFS_THROTTLED_SECONDS, cpu.throttled_ns / NS_PER_SECOND, &[]);
+        series.push(SPEC_CPU_SHARES, cpu.shares, &[]);
         if cpu.quota_us > 0 {
-            series.push(SPEC_CPU_QUOTA, cpu.quota_us, None);
-            series.push(SPEC_CPU_PERIOD, cpu.period_us, None);
+            series.push(SPEC_CPU_QUOTA, cpu.quota_us, &[]);
+            series.push(SPEC_CPU_PERIOD, cpu.period_us, &[]);
         }
     }
     if let Some(memory) = &readings.memory {
-        series.push(MEMORY_USAGE, memory.usage, None);
-        series.push(MEMORY_WORKING_SET, memory.working_set, None);
-        series.push(MEMORY_RSS, memory.rss, None);
-        series.push(MEMORY_CACHE, memory.cache, None);
-        series.push(MEMORY_MAPPED_FILE, memory.mapped_file, None);
-        series.push(MEMORY_SWAP, memory.swap, None);
-        series.push(MEMORY_MAX_USAGE, memory.max_usage, None);
-        series.push(MEMORY_FAILCNT, memory.failcnt, None);
+        series.push(MEMORY_USAGE, memory.usage, &[]);
+        series.push(MEMORY_WORKING_SET, memory.working_set, &[]);
+        series.push(MEMORY_RSS, memory.rss, &[]);
+        series.push(MEMORY_CACHE, memory.cache, &[]);
+        series.push(MEMORY_MAPPED_FILE, memory.mapped_file, &[]);
+        series.push(MEMORY_SWAP, memory.swap, &[]);
+        series.push(MEMORY_MAX_USAGE, memory.max_usage, &[]);
+        series.push(MEMORY_FAILCNT, memory.failcnt, &[]);
         if let Some(kills) = memory.oom_kills {
-            series.push(OOM_EVENTS, kills, None);
+            series.push(OOM_EVENTS, kills, &[]);
         }
-        series.push(SPEC_MEMORY_LIMIT, memory.limit.unwrap_or(0), None);
+        series.push(SPEC_MEMORY_LIMIT, memory.limit.unwrap_or(0), &[]);
         series.push(
             SPEC_MEMORY_RESERVATION,
             memory.reservation.unwrap_or(0),
-            None,
+            &[],
         );
+        series.push(SPEC_MEMORY_SWAP_LIMIT, memory.swap_limit.unwrap_or(0), &[]);
+        if let Some(kernel) = memory.kernel {
+            series.push(MEMORY_KERNEL, kernel, &[]);
+        }
+        series.push(MEMORY_ACTIVE_FILE, memory.active_file, &[]);
+        series.push(MEMORY_INACTIVE_FILE, memory.inactive_file, &[]);
+        for (failure, scope, value) in [
+            ("pgfault", "container", memory.own_page_faults),
+            ("pgmajfault", "container", memory.own_major_page_faults),
+            ("pgfault", "hierarchy", memory.page_faults),
+            ("pgmajfault", "hierarchy", memory.major_page_faults),
+        ] {
+            series.push(MEMORY_FAILURES, value, &[failure, scope]);
+        }
     }
     if let Some(processes) = readings.processes {
-        series.push(PROCESSES, processes, None);
+        series.push(PROCESSES, processes, &[]);
     }
     if let Some(threads) = readings.threads {
-        series.push(THREADS, threads, None);
+        series.push(THREADS, threads, &[]);
+    }
+    if let Some(max) = readings.threads_max {
+        series.push(THREADS_MAX, max, &[]);
+    }
+    if let Some(files) = readings.open_files {
+        series.push(FILE_DESCRIPTORS, files.descriptors, &[]);
+        series.push(SOCKETS, files.sockets, &[]);
+    }
+    if let Some(limit) = readings.max_open_files {
+        series.push(ULIMITS_SOFT, limit, &["max_open_files"]);
+    }
+    for (resource, pressure) in &readings.pressure {
+        let (waiting, stalled) = match *resource {
+            "cpu" => (CPU_PRESSURE_WAITING, CPU_PRESSURE_STALLED),
+            "memory" => (MEMORY_PRESSURE_WAITING, MEMORY_PRESSURE_STALLED),
+            _ => (IO_PRESSURE_WAITING, IO_PRESSURE_STALLED),
+        };
+        const US_PER_SECOND: u64 = 1_000_000;
+        if let Some(some) = pressure.some {
+            series.push(waiting, some.total_us / US_PER_SECOND, &[]);
+        }
+        if let Some(full) = pressure.full {
+            series.push(stalled, full.total_us / US_PER_SECOND, &[]);
+        }
     }
     if let Some((usage, fs)) = &readings.writable_layer {
-        let device = Some(fs.device.as_str());
+        let device: &[&str] = &[fs.device.as_str()];
         series.push(FS_USAGE, usage.bytes, device);
         series.push(FS_LIMIT, fs.capacity_bytes, device);
         series.push(FS_INODES_TOTAL, fs.inodes_total, device);
         series.push(FS_INODES_FREE, fs.inodes_free, device);
     }
     for (device, io) in &readings.io {
-        let device = Some(device.as_str());
+        let device: &[&str] = &[device.as_str()];
         series.push(FS_READS_BYTES, io.read_bytes, device);
         series.push(FS_WRITES_BYTES, io.write_bytes, device);
         series.push(FS_READS, io.reads, device);
         series.push(FS_WRITES, io.writes, device);
+        let (major, minor) = (io.device.0.to_string(), io.device.1.to_string());
+        for (operation, bytes) in [("Read", io.read_bytes), ("Write", io.write_bytes)] {
+            series.push(
+                BLKIO_DEVICE_USAGE,
+                bytes,
+                &[device[0], major.as_str(), minor.as_str(), operation],
+            );
+        }
     }
     if let Some(created) = readings.created_s {
-        series.push(START_TIME, created, None);
+        series.push(START_TIME, created, &[]);
     }
-    series.push(LAST_SEEN, (timestamp.max(0) as u64) / NS_PER_SECOND, None);
+    series.push(LAST_SEEN, (timestamp.max(0) as u64) / NS_PER_SECOND, &[]);
     series.out
 }
 
@@ -467,7 +580,7 @@ pub fn network_series(
         out: Vec::new(),
     };
     for i in interfaces {
-        let name = Some(i.name.as_str());
+        let name: &[&str] = &[i.name.as_str()];
         series.push(RX_BYTES, i.rx_bytes, name);
         series.push(RX_PACKETS, i.rx_packets, name);
         series.push(RX_ERRORS, i.rx_errors, name);
@@ -481,11 +594,24 @@ pub fn network_series(
 }
 
 fn readings_of(cgroup: &ContainerCgroup) -> Readings {
+    let pids = cgroup.processes().ok();
+    let threads = cgroup.thread_count();
     Readings {
         cpu: cgroup.cpu(),
         memory: cgroup.memory_in_full(),
-        processes: cgroup.process_count(),
-        threads: cgroup.thread_count(),
+        processes: pids.as_ref().map(|p| p.len() as u64),
+        threads,
+        // The pids controller is there when the count is.
+        threads_max: threads.map(|_| cgroup.thread_limit().unwrap_or(0)),
+        open_files: pids.as_deref().map(procfs::open_files),
+        max_open_files: pids
+            .as_ref()
+            .and_then(|p| p.iter().min())
+            .and_then(|pid| procfs::max_open_files(*pid)),
+        pressure: ["cpu", "memory", "io"]
+            .into_iter()
+            .filter_map(|r| Some((r, cgroup.pressure(r)?)))
+            .collect(),
         io: cgroup
             .io()
             .unwrap_or_default()
@@ -726,6 +852,22 @@ mod tests {
             }),
             processes: Some(3),
             threads: Some(4),
+            threads_max: Some(0),
+            open_files: Some(OpenFiles {
+                descriptors: 9,
+                sockets: 2,
+            }),
+            max_open_files: Some(1024),
+            pressure: vec![(
+                "io",
+                Pressure {
+                    some: Some(crate::stats::cgroups::PressureData {
+                        total_us: 3_000_000,
+                        ..Default::default()
+                    }),
+                    full: None,
+                },
+            )],
             writable_layer: Some((
                 Usage {
                     bytes: 4096,
@@ -795,6 +937,43 @@ mod tests {
             (8192, "/dev/vda")
         );
         assert_eq!(value(FS_READS).0, 1);
+        let blkio: Vec<(u64, Vec<String>)> = all
+            .iter()
+            .filter(|m| m.name == BLKIO_DEVICE_USAGE)
+            .map(|m| (m.value.unwrap().value, m.label_values[6..].to_vec()))
+            .collect();
+        assert_eq!(
+            blkio,
+            vec![
+                (
+                    4096,
+                    vec!["/dev/vda".into(), "254".into(), "0".into(), "Read".into()]
+                ),
+                (
+                    8192,
+                    vec!["/dev/vda".into(), "254".into(), "0".into(), "Write".into()]
+                ),
+            ]
+        );
+        let (sockets, _) = value(SOCKETS);
+        assert_eq!((value(FILE_DESCRIPTORS).0, sockets), (9, 2));
+        let (nofile, nofile_labels) = value(ULIMITS_SOFT);
+        assert_eq!(
+            (nofile, nofile_labels[6].as_str()),
+            (1024, "max_open_files")
+        );
+        assert_eq!(value(IO_PRESSURE_WAITING).0, 3, "whole seconds");
+        assert!(
+            !all.iter().any(|m| m.name == IO_PRESSURE_STALLED),
+            "no full line, no series"
+        );
+        let failures: Vec<Vec<String>> = all
+            .iter()
+            .filter(|m| m.name == MEMORY_FAILURES)
+            .map(|m| m.label_values[6..].to_vec())
+            .collect();
+        assert_eq!(failures.len(), 4);
+        assert!(failures.contains(&vec!["pgmajfault".to_string(), "hierarchy".to_string()]));
         let (rx, rx_labels) = value(RX_BYTES);
         assert_eq!((rx, rx_labels.last().unwrap().as_str()), (7, "eth0"));
         assert_eq!(value(LAST_SEEN).0, 5);

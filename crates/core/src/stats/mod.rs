@@ -4,6 +4,7 @@
 pub(crate) mod cgroups;
 pub(crate) mod fs_usage;
 pub mod metrics;
+pub(crate) mod procfs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
