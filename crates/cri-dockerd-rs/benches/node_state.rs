@@ -198,6 +198,44 @@ async fn main() {
     .await
     .report();
 
+    // What one scrape of the kubelet's /stats/summary asks of the runtime
+    // with PodAndContainerStatsFromCRI (ListPodSandbox, ListContainers,
+    // ListPodSandboxStats, ImageFsInfo), and one of /metrics/cadvisor
+    // (ListPodSandboxMetrics; the descriptors are asked once).
+    let images = shim.images.clone();
+    common::time("a /stats/summary scrape's CRI calls", ROUNDS / 4, || {
+        let mut r = runtime.clone();
+        let mut i = images.clone();
+        async move {
+            r.list_pod_sandbox(ListPodSandboxRequest::default())
+                .await
+                .unwrap();
+            r.list_containers(ListContainersRequest::default())
+                .await
+                .unwrap();
+            let stats = r
+                .list_pod_sandbox_stats(ListPodSandboxStatsRequest::default())
+                .await
+                .unwrap();
+            assert!(stats.into_inner().stats.len() >= PODS);
+            i.image_fs_info(ImageFsInfoRequest {}).await.unwrap();
+        }
+    })
+    .await
+    .report();
+    common::time("a /metrics/cadvisor scrape's CRI call", ROUNDS / 4, || {
+        let mut r = runtime.clone();
+        async move {
+            let metrics = r
+                .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+                .await
+                .unwrap();
+            assert!(metrics.into_inner().pod_metrics.len() >= PODS);
+        }
+    })
+    .await
+    .report();
+
     // CPU of a 1 Hz relist, and of a 1 Hz status sweep, over RELIST_SECONDS each.
     let dockerd = test_daemon().dockerd_pid();
     let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
