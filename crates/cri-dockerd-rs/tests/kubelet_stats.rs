@@ -219,7 +219,10 @@ async fn every_stats_answer_holds_what_the_kubelet_reads() {
     let (plain_id, plain) = shim.run_pod("plain").await;
     let plain_app = shim.run_sleeper(&plain_id, &plain, "app").await;
     let (stopped_id, stopped) = shim.run_pod("stopped").await;
-    shim.run_sleeper(&stopped_id, &stopped, "app").await;
+    let stopped_app = shim.run_sleeper(&stopped_id, &stopped, "app").await;
+    // As the kubelet does: the containers first (sleep ignores SIGTERM, so
+    // no grace), then the sandbox.
+    containers::stop(&rt, &stopped_app, 0).await;
     pods::stop(&rt, &stopped_id).await;
 
     let ours: HashSet<String> = [&multi_id, &hostnet_id, &plain_id, &stopped_id]
@@ -434,6 +437,12 @@ async fn every_stats_answer_holds_what_the_kubelet_reads() {
         "fields the kubelet would read empty:\n{}",
         f.0.join("\n")
     );
+    // The pod cgroup can go only once its containers have.
+    for id in [&app, &side] {
+        containers::stop(&rt, id, 0).await;
+    }
+    pods::stop(&rt, &multi_id).await;
+    pods::remove(&rt, &multi_id).await;
 }
 
 /// cAdvisor's series as the kubelet's /metrics/cadvisor publishes them
