@@ -741,9 +741,15 @@ async fn cdi_devices_reach_the_container_or_the_create_fails() {
     };
     let ours = |shim: &Shim| {
         let mut runtime = shim.runtime.clone();
+        let filter = ContainerFilter {
+            pod_sandbox_id: pod.clone(),
+            ..Default::default()
+        };
         async move {
             runtime
-                .list_containers(ListContainersRequest::default())
+                .list_containers(ListContainersRequest {
+                    filter: Some(filter),
+                })
                 .await
                 .unwrap()
                 .into_inner()
@@ -837,4 +843,82 @@ async fn cdi_devices_reach_the_container_or_the_create_fails() {
         assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
         assert!(err.message().contains("unresolvable CDI devices"), "{err}");
     }
+}
+
+/// Docker 25 to 28.1 (API 1.44 to 1.49) with its CDI feature on: it takes
+/// CDI devices but does not list the ones it knows, so an unknown device
+/// shows only when the container starts: StartContainer answers
+/// FailedPrecondition with Docker's reason, and a known one is injected.
+/// Debian trixie's 26.1 with `"features": {"cdi": true}`, whichever engine
+/// is under test.
+#[tokio::test(flavor = "multi_thread")]
+async fn cdi_on_docker_26_is_checked_when_the_container_starts() {
+    test_env().await;
+    let bin = cri_dockerd_testkit::daemon::engine_dir("26.1").join("bin");
+    assert!(
+        bin.join("dockerd").exists(),
+        "engine 26.1 is not installed; run `make test-env`"
+    );
+    let spec = CdiSpec::write();
+    let docker =
+        PrivateDocker::start_engine(Some(&bin), &serde_json::json!({"features": {"cdi": true}}))
+            .await;
+    docker.load_from_host(&[BUSYBOX_IMAGE, "registry.k8s.io/pause:3.10"]);
+    let shim = Shim::builder(BIN)
+        .with_cni()
+        .arg(format!("--docker-endpoint={}", docker.endpoint()))
+        .start()
+        .await;
+    let (pod, config) = shim.run_pod("cdi26").await;
+    let create = |name: &str, device: String| {
+        let mut c = container_config(name, BUSYBOX_IMAGE, &["sleep", "3600"]);
+        c.cdi_devices = vec![CdiDevice { name: device }];
+        let mut runtime = shim.runtime.clone();
+        let request = CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(c),
+            sandbox_config: Some(config.clone()),
+        };
+        async move { runtime.create_container(request).await }
+    };
+    let known = create("known", spec.device("one"))
+        .await
+        .expect("Docker 26 with CDI on takes the device")
+        .into_inner()
+        .container_id;
+    containers::start(&shim.runtime, &known).await;
+    let env = containers::exec_stdout(
+        &shim.runtime,
+        &known,
+        &[
+            "sh",
+            "-c",
+            "tr '\\0' '\\n' < /proc/1/environ | grep CRID_CDI; ls /dev/crid-one",
+        ],
+    )
+    .await;
+    assert!(
+        env.contains("CRID_CDI_ONE=one") && env.contains("/dev/crid-one"),
+        "{env}"
+    );
+
+    let unknown = create("unknown", spec.device("three"))
+        .await
+        .expect("API 1.45 lists no devices: the create passes")
+        .into_inner()
+        .container_id;
+    let err = shim
+        .runtime
+        .clone()
+        .start_container(StartContainerRequest {
+            container_id: unknown,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    assert!(
+        err.message().contains("unresolvable CDI devices")
+            && err.message().contains(&spec.device("three")),
+        "{err}"
+    );
 }
