@@ -68,6 +68,31 @@ impl ResultCache {
         &self.dir
     }
 
+    /// A process killed between writing an entry's temporary file and
+    /// renaming it leaves the file behind; at start they go. Only this
+    /// cache writes names ending in `.tmp` (libcni writes entries in place).
+    pub fn remove_interrupted_writes(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().ends_with(".tmp") {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(
+                    file = %entry.path().display(),
+                    "removed a CNI cache write that a previous process did not finish"
+                ),
+                Err(e) => tracing::warn!(
+                    file = %entry.path().display(),
+                    error = %e,
+                    "could not remove an unfinished CNI cache write"
+                ),
+            }
+        }
+    }
+
     fn path(&self, network: &str, container_id: &str, ifname: &str) -> PathBuf {
         self.dir.join(format!("{network}-{container_id}-{ifname}"))
     }
@@ -76,7 +101,12 @@ impl ResultCache {
         std::fs::create_dir_all(&self.dir)
             .map_err(Error::io(format!("creating {}", self.dir.display())))?;
         let path = self.path(&entry.network_name, &entry.container_id, &entry.if_name);
-        let tmp = path.with_extension("tmp");
+        // Hidden and per entry (a network name may hold dots, so no
+        // `with_extension`): `.<entry>.tmp`.
+        let tmp = self.dir.join(format!(
+            ".{}.tmp",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
         let bytes = serde_json::to_vec(entry).expect("cache entries serialise");
         std::fs::write(&tmp, bytes)
             .and_then(|()| std::fs::rename(&tmp, &path))
@@ -221,5 +251,33 @@ mod tests {
         cache.remove("bridge", ID, "eth0");
         assert!(cache.read("bridge", ID, "eth0").is_none());
         assert!(cache.for_container("other", "eth0").is_empty());
+    }
+
+    #[test]
+    fn a_killed_write_leaves_nothing_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ResultCache::new(dir.path());
+        std::fs::create_dir_all(cache.dir()).unwrap();
+        let mut entry: CachedAttachment =
+            serde_json::from_slice(&reference(&format!("bridge-{ID}-eth0"))).unwrap();
+        entry.network_name = "k8s.net".into();
+        cache.write(&entry).unwrap();
+        let names = |cache: &ResultCache| {
+            let mut names: Vec<String> = std::fs::read_dir(cache.dir())
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&cache), [format!("k8s.net-{ID}-eth0")]);
+        // What a SIGKILL between write and rename leaves, in this build's
+        // naming and the one before.
+        std::fs::write(cache.dir().join(format!(".bridge-{ID}-eth0.tmp")), b"{").unwrap();
+        std::fs::write(cache.dir().join(format!("bridge-{ID}-eth0.tmp")), b"{").unwrap();
+        cache.remove_interrupted_writes();
+        assert_eq!(names(&cache), [format!("k8s.net-{ID}-eth0")]);
+        assert!(cache.read("k8s.net", ID, "eth0").is_some());
     }
 }

@@ -96,6 +96,7 @@ impl CniManager {
             timeout: settings.plugin_timeout,
         };
         let cache = ResultCache::new(&settings.cache_dir);
+        cache.remove_interrupted_writes();
         Self {
             settings,
             runner,

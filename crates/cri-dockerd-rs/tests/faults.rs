@@ -291,8 +291,10 @@ async fn corrupt_and_truncated_checkpoints_are_reported_once_and_never_fail_a_ca
     let (damaged, _) = shim.run_pod("damaged").await;
     let checkpoints = shim.root.join("sandbox");
     let full = std::fs::read(checkpoints.join(&good)).unwrap();
+    // An id one digit off the good pod's (never the good id itself).
+    let last = if good.ends_with('0') { '1' } else { '0' };
     let orphans = [
-        format!("{}0", &good[..63]),
+        format!("{}{last}", &good[..63]),
         unique("corrupt"),
         unique("empty"),
     ];

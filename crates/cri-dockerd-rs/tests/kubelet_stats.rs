@@ -240,6 +240,37 @@ async fn every_stats_answer_holds_what_the_kubelet_reads() {
     let host_network_pods = HashSet::from([hostnet_id.clone()]);
     let mut f = Findings::default();
 
+    // The writable layers are measured in the background, at once after
+    // each start: wait for ours (until then used_bytes is unknown).
+    let measured = std::time::Instant::now();
+    loop {
+        let stats = rt
+            .clone()
+            .list_container_stats(ListContainerStatsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        let done = stats
+            .iter()
+            .filter(|s| running_containers.contains(&s.attributes.as_ref().unwrap().id))
+            .filter(|s| {
+                s.writable_layer
+                    .as_ref()
+                    .is_some_and(|l| l.used_bytes.is_some())
+            })
+            .count();
+        if done == running_containers.len() {
+            break;
+        }
+        assert!(
+            measured.elapsed() < std::time::Duration::from_secs(20),
+            "writable layers never measured: {done} of {}",
+            running_containers.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     // getPodAndContainerMaps: buildPodStats reads Metadata unchecked.
     let sandboxes = rt
         .clone()
@@ -293,11 +324,14 @@ async fn every_stats_answer_holds_what_the_kubelet_reads() {
         .stats;
     let mut reported_pods = HashSet::new();
     let mut reported_containers = HashSet::new();
+    // Other tests' pods come and go meanwhile: ours are checked.
     for s in &pod_stats {
-        check_pod_stats(&mut f, s, &host_network_pods);
-        if let Some(a) = &s.attributes
-            && ours.contains(&a.id)
-        {
+        let Some(a) = &s.attributes else {
+            f.check(false, || "pod stats: attributes (Attributes.Id)".into());
+            continue;
+        };
+        if ours.contains(&a.id) {
+            check_pod_stats(&mut f, s, &host_network_pods);
             reported_pods.insert(a.id.clone());
             for c in s.linux.iter().flat_map(|l| &l.containers) {
                 reported_containers.insert(c.attributes.as_ref().unwrap().id.clone());
@@ -338,10 +372,12 @@ async fn every_stats_answer_holds_what_the_kubelet_reads() {
         .stats;
     let mut listed_stats = HashSet::new();
     for s in &container_stats {
-        check_container_stats(&mut f, "ListContainerStats", s);
-        if let Some(a) = &s.attributes
-            && running_containers.contains(&a.id)
-        {
+        let Some(a) = &s.attributes else {
+            f.check(false, || "ListContainerStats: attributes".into());
+            continue;
+        };
+        if running_containers.contains(&a.id) {
+            check_container_stats(&mut f, "ListContainerStats", s);
             listed_stats.insert(a.id.clone());
         }
     }

@@ -355,7 +355,9 @@ impl RuntimeService for CriService {
         let cri = self.cri.clone();
         let build: paged::Build<_, _> = Box::new(move |attributes| {
             let cri = cri.clone();
-            Box::pin(async move { paged::gone_is_none(cri.container_stats_of(attributes).await) })
+            Box::pin(async move {
+                paged::gone_is_none(cri.container_stats_of(attributes).await).map(Option::flatten)
+            })
         });
         Ok(Response::new(paged::paged(
             entries,

@@ -308,31 +308,30 @@ impl DockerCri {
     }
 
     /// The writable layer as the background walk last measured it.
+    /// The writable layer's filesystem always; its usage once the
+    /// background walk has measured it (at once after StartContainer),
+    /// unknown (not zero) before.
     async fn writable_layer(&self, id: &str, timestamp: i64) -> Option<FilesystemUsage> {
-        let usage = self.disk_usage.writable_layer(id)?;
+        let usage = self.disk_usage.writable_layer(id);
         Some(FilesystemUsage {
             timestamp,
             fs_id: Some(FilesystemIdentifier {
                 mountpoint: self.disk_usage.image_root().display().to_string(),
             }),
-            used_bytes: uint(usage.bytes),
-            inodes_used: uint(usage.inodes),
+            used_bytes: usage.and_then(|u| uint(u.bytes)),
+            inodes_used: usage.and_then(|u| uint(u.inodes)),
         })
     }
 
+    /// A running container's stats; `None` once it is no longer running
+    /// (stopped since it was listed): lists leave it out.
     async fn one_container_stats(
         &self,
         attributes: ContainerAttributes,
-    ) -> Result<(ContainerStats, Sample)> {
+    ) -> Result<Option<(ContainerStats, Sample)>> {
         let timestamp = now_ns();
         let Some(facts) = self.running_facts(&attributes.id).await? else {
-            return Ok((
-                ContainerStats {
-                    attributes: Some(attributes),
-                    ..Default::default()
-                },
-                Sample::default(),
-            ));
+            return Ok(None);
         };
         let sample = Sample::of(&facts.cgroup);
         let swap = facts.cgroup.swap().map(|s| SwapUsage {
@@ -348,7 +347,7 @@ impl DockerCri {
             io: io_usage(timestamp, sample.io_pressure),
             attributes: Some(attributes),
         };
-        Ok((stats, sample))
+        Ok(Some((stats, sample)))
     }
 
     /// Every running sandbox or container matching the filter, from the
@@ -397,7 +396,15 @@ impl DockerCri {
             labels: cri_labels,
             annotations,
         };
-        Ok(self.one_container_stats(attributes).await?.0)
+        // A stopped container is still answered for by id: its attributes.
+        let stopped = ContainerStats {
+            attributes: Some(attributes.clone()),
+            ..Default::default()
+        };
+        Ok(self
+            .one_container_stats(attributes)
+            .await?
+            .map_or(stopped, |(stats, _)| stats))
     }
 
     pub async fn list_container_stats(
@@ -411,7 +418,13 @@ impl DockerCri {
                 .map(|attributes| self.one_container_stats(attributes)),
         )
         .await;
-        stats.into_iter().map(|r| r.map(|(s, _)| s)).collect()
+        let mut out = Vec::with_capacity(stats.len());
+        for one in stats {
+            if let Some((stats, _)) = one? {
+                out.push(stats);
+            }
+        }
+        Ok(out)
     }
 
     /// The containers ListContainerStats reports, for an answer built a
@@ -432,11 +445,16 @@ impl DockerCri {
             .collect())
     }
 
+    /// One container's stats as ListContainerStats gives them; `None` when
+    /// it stopped since it was listed.
     pub async fn container_stats_of(
         &self,
         attributes: ContainerAttributes,
-    ) -> Result<ContainerStats> {
-        Ok(self.one_container_stats(attributes).await?.0)
+    ) -> Result<Option<ContainerStats>> {
+        Ok(self
+            .one_container_stats(attributes)
+            .await?
+            .map(|(stats, _)| stats))
     }
 
     pub async fn pod_sandbox_stats(&self, id: &str) -> Result<PodSandboxStats> {
@@ -569,7 +587,9 @@ impl DockerCri {
         let mut container_stats = Vec::with_capacity(containers.len());
         for attributes in containers {
             let id = attributes.id.clone();
-            let (stats, sample) = self.one_container_stats(attributes).await?;
+            let Some((stats, sample)) = self.one_container_stats(attributes).await? else {
+                continue;
+            };
             if pod_cgroup.is_none() {
                 add(&sample);
                 if let Some(facts) = self.running_facts(&id).await? {
