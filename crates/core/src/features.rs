@@ -96,27 +96,31 @@ fn kernel_text(facts: &DockerFacts) -> String {
 /// A pod that needs a feature this node lacks is refused, not run without
 /// it.
 pub fn check_pod(config: &PodSandboxConfig) -> Result<()> {
-    let Some(sc) = config
+    match config
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
-    else {
-        return Ok(());
-    };
-    check_user_namespace(sc.namespace_options.as_ref())?;
-    check_groups_policy(sc.supplemental_groups_policy)
+    {
+        Some(sc) => check_security(sc.namespace_options.as_ref(), sc.supplemental_groups_policy),
+        None => Ok(()),
+    }
 }
 
 pub fn check_container(config: &ContainerConfig) -> Result<()> {
-    let Some(sc) = config
+    match config
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
-    else {
-        return Ok(());
-    };
-    check_user_namespace(sc.namespace_options.as_ref())?;
-    check_groups_policy(sc.supplemental_groups_policy)
+    {
+        Some(sc) => check_security(sc.namespace_options.as_ref(), sc.supplemental_groups_policy),
+        None => Ok(()),
+    }
+}
+
+/// What pod and container security contexts share.
+fn check_security(ns: Option<&NamespaceOption>, groups_policy: i32) -> Result<()> {
+    check_user_namespace(ns)?;
+    check_groups_policy(groups_policy)
 }
 
 fn check_user_namespace(ns: Option<&NamespaceOption>) -> Result<()> {
