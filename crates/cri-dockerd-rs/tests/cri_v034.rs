@@ -60,6 +60,36 @@ async fn a_stop_signal_is_what_stop_container_sends() {
     assert!(std::fs::read_to_string(&log).unwrap().contains("got-usr1"));
 }
 
+/// The pause container's HostConfig as Docker has it.
+async fn pause_host_config(docker: &bollard::Docker, pod: &str) -> bollard::models::HostConfig {
+    docker
+        .inspect_container(pod, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .host_config
+        .unwrap()
+}
+
+/// The `info` document of the verbose PodSandboxStatus.
+async fn pod_info(
+    rt: &cri_dockerd_api::v1::runtime_service_client::RuntimeServiceClient<
+        tonic::transport::Channel,
+    >,
+    pod: &str,
+) -> serde_json::Value {
+    let verbose = rt
+        .clone()
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.to_string(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    serde_json::from_str(&verbose["info"]).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pod_resources_reach_the_sandbox_container() {
     let env = test_env().await;
@@ -82,26 +112,11 @@ async fn pod_resources_reach_the_sandbox_container() {
     })
     .await
     .unwrap();
-    let host = env
-        .docker
-        .inspect_container(&pod, None::<InspectContainerOptions>)
-        .await
-        .unwrap()
-        .host_config
-        .unwrap();
+    let host = pause_host_config(&env.docker, &pod).await;
     assert_eq!(host.cpu_shares, Some(512));
     assert_eq!(host.cpu_quota, Some(50_000));
     assert_eq!(host.memory, Some(256 << 20));
-    let verbose = rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .info;
-    let info: serde_json::Value = serde_json::from_str(&verbose["info"]).unwrap();
+    let info = pod_info(&rt, &pod).await;
     assert_eq!(info["podResources"]["cpuShares"], 512);
     assert_eq!(info["podResources"]["overheadMemoryLimitInBytes"], 16 << 20);
     assert_eq!(
@@ -122,13 +137,7 @@ async fn pod_resources_reach_the_sandbox_container() {
         })
         .await
         .unwrap_or_else(|e| panic!("resizing to {memory}: {e}"));
-        let host = env
-            .docker
-            .inspect_container(&pod, None::<InspectContainerOptions>)
-            .await
-            .unwrap()
-            .host_config
-            .unwrap();
+        let host = pause_host_config(&env.docker, &pod).await;
         assert_eq!(host.memory, Some(memory));
     }
     // A figure Docker refuses for the pause container (under its 6 MB
@@ -145,24 +154,9 @@ async fn pod_resources_reach_the_sandbox_container() {
     })
     .await
     .expect("Docker's refusal for the pause container does not fail the resize");
-    let host = env
-        .docker
-        .inspect_container(&pod, None::<InspectContainerOptions>)
-        .await
-        .unwrap()
-        .host_config
-        .unwrap();
+    let host = pause_host_config(&env.docker, &pod).await;
     assert_eq!(host.memory, Some(64 << 20));
-    let verbose = rt
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .info;
-    let info: serde_json::Value = serde_json::from_str(&verbose["info"]).unwrap();
+    let info = pod_info(&rt, &pod).await;
     let why = info["podResources"]["notAppliedToPauseContainer"]
         .as_str()
         .unwrap_or_default()

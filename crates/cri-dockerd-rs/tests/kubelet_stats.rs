@@ -33,6 +33,33 @@ fn set(v: &Option<UInt64Value>) -> bool {
     v.is_some()
 }
 
+/// CPU and memory as the kubelet reads them, for a container or a pod.
+fn check_cpu_and_memory(
+    f: &mut Findings,
+    who: &str,
+    cpu: Option<&CpuUsage>,
+    memory: Option<&MemoryUsage>,
+) {
+    match cpu {
+        Some(cpu) => {
+            f.check(cpu.timestamp > 0, || format!("{who}: cpu.timestamp"));
+            f.check(set(&cpu.usage_core_nano_seconds), || {
+                format!("{who}: cpu.usage_core_nano_seconds")
+            });
+        }
+        None => f.check(false, || format!("{who}: cpu")),
+    }
+    match memory {
+        Some(memory) => {
+            f.check(memory.timestamp > 0, || format!("{who}: memory.timestamp"));
+            f.check(set(&memory.working_set_bytes), || {
+                format!("{who}: memory.working_set_bytes")
+            });
+        }
+        None => f.check(false, || format!("{who}: memory")),
+    }
+}
+
 /// One container's stats as `makeContainerStats` reads them.
 fn check_container_stats(f: &mut Findings, where_: &str, s: &ContainerStats) {
     let Some(attributes) = &s.attributes else {
@@ -48,28 +75,12 @@ fn check_container_stats(f: &mut Findings, where_: &str, s: &ContainerStats) {
             .is_some_and(|m| !m.name.is_empty()),
         || format!("{where_} {id}: attributes.metadata.name (Attributes.Metadata.Name)"),
     );
-    match &s.cpu {
-        Some(cpu) => {
-            f.check(cpu.timestamp > 0, || {
-                format!("{where_} {id}: cpu.timestamp")
-            });
-            f.check(set(&cpu.usage_core_nano_seconds), || {
-                format!("{where_} {id}: cpu.usage_core_nano_seconds")
-            });
-        }
-        None => f.check(false, || format!("{where_} {id}: cpu")),
-    }
-    match &s.memory {
-        Some(memory) => {
-            f.check(memory.timestamp > 0, || {
-                format!("{where_} {id}: memory.timestamp")
-            });
-            f.check(set(&memory.working_set_bytes), || {
-                format!("{where_} {id}: memory.working_set_bytes")
-            });
-        }
-        None => f.check(false, || format!("{where_} {id}: memory")),
-    }
+    check_cpu_and_memory(
+        f,
+        &format!("{where_} {id}"),
+        s.cpu.as_ref(),
+        s.memory.as_ref(),
+    );
     match &s.writable_layer {
         Some(layer) => {
             f.check(layer.timestamp > 0, || {
@@ -139,26 +150,12 @@ fn check_pod_stats(f: &mut Findings, s: &PodSandboxStats, host_network_pods: &Ha
             format!("pod {id}: network (a pod network pod has its eth0)")
         }),
     }
-    match &linux.cpu {
-        Some(cpu) => {
-            f.check(cpu.timestamp > 0, || format!("pod {id}: cpu.timestamp"));
-            f.check(set(&cpu.usage_core_nano_seconds), || {
-                format!("pod {id}: cpu.usage_core_nano_seconds")
-            });
-        }
-        None => f.check(false, || format!("pod {id}: cpu")),
-    }
-    match &linux.memory {
-        Some(memory) => {
-            f.check(memory.timestamp > 0, || {
-                format!("pod {id}: memory.timestamp")
-            });
-            f.check(set(&memory.working_set_bytes), || {
-                format!("pod {id}: memory.working_set_bytes")
-            });
-        }
-        None => f.check(false, || format!("pod {id}: memory")),
-    }
+    check_cpu_and_memory(
+        f,
+        &format!("pod {id}"),
+        linux.cpu.as_ref(),
+        linux.memory.as_ref(),
+    );
     match &linux.process {
         Some(process) => f.check(
             process.process_count.as_ref().is_some_and(|c| c.value > 0),

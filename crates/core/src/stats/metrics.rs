@@ -722,14 +722,15 @@ impl DockerCri {
             &sandbox.name,
         );
         let mut metrics = Vec::new();
+        let shape = super::SandboxShape::of(Some(&sandbox.inspect));
         // A host-network pod's interfaces are the node's: not the pod's.
-        if !super::SandboxShape::of(Some(&sandbox.inspect)).host_network
+        if !shape.host_network
             && let Some(interfaces) = super::pod_interfaces(pause.pid)
         {
             metrics.extend(network_series(&pause_labels, &interfaces, timestamp));
         }
         // The pod's own cgroup, as cAdvisor reports it: no container name.
-        if super::has_cgroup_parent(Some(&sandbox.inspect))
+        if shape.own_cgroup
             && let Some(pod_cgroup) = pause.cgroup.parent()
         {
             let labels = pod_labels("", pod_cgroup.path(), String::new(), "");
