@@ -129,20 +129,17 @@ async fn python_grpcio_on_its_defaults_lists_pods() {
     );
 }
 
-/// Issue 13's client: Python grpcio with stubs compiled from proto/ (as a
-/// cri-api v0.34 client has them) resizes a pod, stops a container through
-/// its SIGUSR1 stop signal, times ImageFsInfo over a 60,000-file writable
-/// layer and lists the pod's metrics (tests/grpc/cri_v034_scenario.py).
-#[tokio::test(flavor = "multi_thread")]
-async fn python_stubs_from_proto_use_the_cri_of_kubernetes_1_34() {
-    test_env().await;
-    let shim = Shim::builder(BIN).with_cni().start().await;
+/// Runs `tests/grpc/<script>` (Python grpcio, stubs compiled from proto/)
+/// against the shim; what it saw.
+async fn python_scenario(shim: &Shim, script: &str) -> serde_json::Value {
     let work = tempfile::tempdir().unwrap();
-    let script = cri_dockerd_testkit::repo_root().join("tests/grpc/cri_v034_scenario.py");
+    let path = cri_dockerd_testkit::repo_root()
+        .join("tests/grpc")
+        .join(script);
     let output = tokio::time::timeout(
         std::time::Duration::from_secs(240),
         tokio::process::Command::new("python3")
-            .arg(&script)
+            .arg(&path)
             .arg(format!("unix://{}", shim.socket.display()))
             .arg(cri_dockerd_testkit::env::BUSYBOX_IMAGE)
             .arg(work.path())
@@ -153,10 +150,21 @@ async fn python_stubs_from_proto_use_the_cri_of_kubernetes_1_34() {
     .expect("python3 (scripts/test-env.sh installs grpcio-tools)");
     assert!(
         output.status.success(),
-        "cri_v034_scenario.py failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Issue 13's client: Python grpcio with stubs compiled from proto/ (as a
+/// cri-api v0.34 client has them) resizes a pod, stops a container through
+/// its SIGUSR1 stop signal, times ImageFsInfo over a 60,000-file writable
+/// layer and lists the pod's metrics (tests/grpc/cri_v034_scenario.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn python_stubs_from_proto_use_the_cri_of_kubernetes_1_34() {
+    test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let seen = python_scenario(&shim, "cri_v034_scenario.py").await;
 
     assert_eq!(seen["runtime_api_version"], "v1");
     assert_eq!(seen["update_pod_sandbox_resources"], "OK");
@@ -257,5 +265,44 @@ async fn python_stubs_from_proto_use_the_cri_of_kubernetes_1_34() {
     assert_eq!(
         many_metrics["container_processes"]["value"], 2,
         "sh and sleep"
+    );
+}
+
+/// The CRI of 1.36 from grpcio with stubs compiled from proto/
+/// (tests/grpc/cri_v036_scenario.py): an env value that is not UTF-8 sent
+/// as bytes reaches the container with U+FFFD for each invalid byte, the
+/// Stream* calls give what their unary twins give, and Status's runtime
+/// features are answered with their reasons.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_stubs_from_proto_use_the_cri_of_kubernetes_1_36() {
+    test_env().await;
+    let shim = Shim::builder(BIN).with_cni().start().await;
+    let seen = python_scenario(&shim, "cri_v036_scenario.py").await;
+
+    assert_eq!(seen["env"], "a\u{FFFD}\u{FFFD}z|grüße", "{seen}");
+    assert_eq!(seen["stream_containers"], seen["list_containers"]);
+    assert_eq!(
+        seen["stream_containers"],
+        serde_json::json!([seen["container_id"]])
+    );
+    assert_eq!(seen["stream_pods"], serde_json::json!([seen["pod_id"]]));
+    assert_eq!(seen["stream_images"], seen["list_images"]);
+    assert_eq!(seen["stream_images"].as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen["features_set"], true);
+    assert_eq!(seen["supplemental_groups_policy"], false);
+    assert_eq!(seen["user_namespaces_host_network"], false);
+    assert!(
+        seen["handler_user_namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u == false)
+    );
+    let answers = seen["feature_answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 4, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|a| !a["why"].as_str().unwrap().is_empty())
     );
 }
